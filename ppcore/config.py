@@ -1,0 +1,156 @@
+"""The typed, frozen record of a training run; saved as JSON beside the weights."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+from .data import DATASETS, dataset_info
+from .errors import PPCoreError
+from .methods import METHOD_PARAMS, METHODS, METRIC_XI, preset
+from .models import model_spec
+
+#: defaults that follow the data set where the user says nothing (SGD with momentum and a step
+#: schedule, as the paper; the drop points at 50% and 75% of training are the common choice)
+_DATA_DEFAULTS = {
+    "mnist": dict(lr=0.01, weight_decay=0.0, batch_size=50, epochs=10),
+    "fashion-mnist": dict(lr=0.01, weight_decay=0.0, batch_size=50, epochs=10),
+    "cifar10": dict(lr=0.1, weight_decay=5e-4, batch_size=128, epochs=100),
+}
+DEFAULT_MODEL = {"mnist": "mnist-net", "fashion-mnist": "mnist-net", "cifar10": "wrn"}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    dataset: str
+    model: str
+    method: str
+    epochs: int
+    batch_size: int
+    lr: float
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    #: learning rate is multiplied by ``lr_gamma`` at these fractions of the run
+    lr_milestones: tuple[float, ...] = (0.5, 0.75)
+    lr_gamma: float = 0.1
+    seed: int = 0
+    # method hyper-parameters; None where the method does not use one
+    lam: float | None = None
+    xi: float | None = None
+    eps: float | None = None
+    alpha: float | None = None
+    steps: int | None = None
+    max_rot: float | None = None
+    max_trans: float | None = None
+    limit_train: int | None = None
+    limit_test: int | None = None
+    #: record d_per / d_intra / d_inter and the loss terms every this many iterations
+    metrics_every: int = 20
+    #: size of the l-inf noise with which d_per is measured (same for every method)
+    metric_xi: float = 0.3
+    model_options: dict = field(default_factory=dict)
+    #: free text, e.g. why a schedule differs from the paper
+    note: str = ""
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["lr_milestones"] = list(self.lr_milestones)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise PPCoreError(f"unknown training setting(s): {', '.join(sorted(unknown))}")
+        d = dict(d)
+        if "lr_milestones" in d:
+            d["lr_milestones"] = tuple(d["lr_milestones"])
+        cfg = cls(**d)
+        validate(cfg)
+        return cfg
+
+
+def make_config(dataset: str, model: str | None = None, method: str = "normal",
+                **overrides) -> TrainConfig:
+    """A validated config: the paper's presets for ``method`` on ``dataset``, data-set defaults,
+    then ``overrides`` (None values are ignored, so CLI flags left unset keep the presets)."""
+    dataset_info(dataset)
+    if method not in METHODS:
+        raise PPCoreError(f"unknown method '{method}': choose one of {', '.join(METHODS)}")
+    model = model or DEFAULT_MODEL[dataset]
+    model_spec(model)
+    values: dict = dict(_DATA_DEFAULTS[dataset])
+    values.update(preset(method, dataset))
+    values["metric_xi"] = METRIC_XI[dataset]
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    unused = {k for k in METHOD_PARAMS if values.get(k) is not None} - set(METHODS[method].params)
+    for k in unused:  # a setting the method does not read is not recorded as if it mattered
+        values[k] = None
+    try:
+        cfg = TrainConfig(dataset=dataset, model=model, method=method, **values)
+    except TypeError as exc:
+        raise PPCoreError(str(exc)) from None
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: TrainConfig) -> None:
+    """Raise ``PPCoreError`` with one line for the first setting that is out of range."""
+    if cfg.dataset not in DATASETS:
+        raise PPCoreError(f"unknown data set '{cfg.dataset}': choose one of {', '.join(DATASETS)}")
+    if cfg.method not in METHODS:
+        raise PPCoreError(f"unknown method '{cfg.method}': choose one of {', '.join(METHODS)}")
+    model_spec(cfg.model)
+    method = METHODS[cfg.method]
+    for name in method.params:
+        if getattr(cfg, name) is None:
+            raise PPCoreError(f"method '{cfg.method}' needs a value for {name}")
+
+    def finite(name, v):
+        if v is not None and (not isinstance(v, (int, float)) or not math.isfinite(v)):
+            raise PPCoreError(f"{name} must be a finite number, got {v!r}")
+
+    for f in ("lr", "momentum", "weight_decay", "lr_gamma", "lam", "xi", "eps", "alpha",
+              "max_rot", "max_trans", "metric_xi"):
+        finite(f, getattr(cfg, f))
+    if cfg.epochs < 1:
+        raise PPCoreError(f"epochs must be at least 1, got {cfg.epochs}")
+    if cfg.batch_size < 2:
+        raise PPCoreError(f"batch size must be at least 2, got {cfg.batch_size}")
+    if cfg.lr <= 0:
+        raise PPCoreError(f"learning rate must be positive, got {cfg.lr}")
+    if not 0 <= cfg.momentum < 1:
+        raise PPCoreError(f"momentum must be in [0, 1), got {cfg.momentum}")
+    if cfg.weight_decay < 0:
+        raise PPCoreError(f"weight decay must be >= 0, got {cfg.weight_decay}")
+    if cfg.lam is not None and cfg.lam < 0:
+        raise PPCoreError(f"lambda must be >= 0, got {cfg.lam}")
+    if cfg.xi is not None:
+        if method.pair == "l2":
+            info = dataset_info(cfg.dataset)
+            bound = math.sqrt(info.channels * info.size * info.size)
+            if not 0 <= cfg.xi <= bound:
+                raise PPCoreError(f"xi (an l2 norm here) must be in [0, {bound:g}], got {cfg.xi}")
+        elif not 0 <= cfg.xi <= 1:
+            raise PPCoreError(f"xi must be in [0, 1], got {cfg.xi}")
+    for name in ("eps", "alpha"):
+        v = getattr(cfg, name)
+        if v is not None and not 0 <= v <= 1:
+            raise PPCoreError(f"{'epsilon' if name == 'eps' else 'step size'} must be in "
+                              f"[0, 1], got {v}")
+    if cfg.steps is not None and cfg.steps < 1:
+        raise PPCoreError(f"attack steps must be at least 1, got {cfg.steps}")
+    if cfg.max_rot is not None and not 0 <= cfg.max_rot <= 180:
+        raise PPCoreError(f"rotation must be in [0, 180] degrees, got {cfg.max_rot}")
+    if cfg.max_trans is not None and cfg.max_trans < 0:
+        raise PPCoreError(f"translation must be >= 0 pixels, got {cfg.max_trans}")
+    for name in ("limit_train", "limit_test"):
+        v = getattr(cfg, name)
+        if v is not None and v < 1:
+            raise PPCoreError(f"{name.replace('_', ' on ')} images must be at least 1, got {v}")
+    if cfg.metrics_every < 1:
+        raise PPCoreError(f"metrics interval must be at least 1, got {cfg.metrics_every}")
+    if not all(0 < m <= 1 for m in cfg.lr_milestones):
+        raise PPCoreError("learning-rate milestones are fractions of the run in (0, 1]")

@@ -1,0 +1,222 @@
+"""The paper's networks, by name from one registry.
+
+Every model maps images in [0, 1] to logits; a data set's normalisation, where one is used, is a
+layer inside the model, so attacks and budgets stay in pixel space.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .data import DatasetInfo
+from .errors import PPCoreError
+
+
+class Normalize(nn.Module):
+    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR_STD = (0.2470, 0.2435, 0.2616)
+
+
+def _flat_size(features: nn.Module, channels: int, size: int) -> int:
+    with torch.no_grad():
+        return features(torch.zeros(1, channels, size, size)).numel()
+
+
+class MnistNet(nn.Module):
+    """Table 6, MNIST-Network: {conv(32,5x5)+ReLU}x2, max-pool, {conv(64,5x5)+ReLU}x2, max-pool,
+    FC(512)+ReLU, FC(classes). Valid convolutions (28 -> 24 -> 20 -> 10 -> 6 -> 2 -> 1), which
+    gives the ~0.9 MB of weights the paper's network has."""
+
+    def __init__(self, channels: int = 1, size: int = 28, num_classes: int = 10):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(channels, 32, 5), nn.ReLU(inplace=True),
+            nn.Conv2d(32, 32, 5), nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 5), nn.ReLU(inplace=True),
+            nn.Conv2d(64, 64, 5), nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+        )
+        self.classifier = nn.Sequential(
+            nn.Linear(_flat_size(self.features, channels, size), 512), nn.ReLU(inplace=True),
+            nn.Linear(512, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+class NetA(nn.Module):
+    """Model A of Tramer et al. (2018): conv(64,5x5)+ReLU, conv(64,5x5)+ReLU, dropout 0.25,
+    FC(128)+ReLU, dropout 0.5, FC(classes)."""
+
+    def __init__(self, channels: int = 1, size: int = 28, num_classes: int = 10):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(channels, 64, 5), nn.ReLU(inplace=True),
+            nn.Conv2d(64, 64, 5), nn.ReLU(inplace=True),
+            nn.Dropout(0.25), nn.Flatten(),
+        )
+        self.classifier = nn.Sequential(
+            nn.Linear(_flat_size(self.features, channels, size), 128), nn.ReLU(inplace=True),
+            nn.Dropout(0.5), nn.Linear(128, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+class NetB(nn.Module):
+    """Model B of Tramer et al. (2018): dropout 0.2, conv(64,8x8,stride 2, same)+ReLU,
+    conv(128,6x6,stride 2)+ReLU, conv(128,5x5)+ReLU, dropout 0.5, FC(classes)."""
+
+    def __init__(self, channels: int = 1, size: int = 28, num_classes: int = 10):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Dropout(0.2),
+            nn.Conv2d(channels, 64, 8, stride=2, padding=3), nn.ReLU(inplace=True),
+            nn.Conv2d(64, 128, 6, stride=2), nn.ReLU(inplace=True),
+            nn.Conv2d(128, 128, 5), nn.ReLU(inplace=True),
+            nn.Dropout(0.5), nn.Flatten(),
+        )
+        self.classifier = nn.Linear(_flat_size(self.features, channels, size), num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+class _WideBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(cin)
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.shortcut = None if cin == cout and stride == 1 else nn.Conv2d(
+            cin, cout, 1, stride, 0, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        o = torch.relu(self.bn1(x))
+        y = self.conv1(o)
+        y = self.conv2(torch.relu(self.bn2(y)))
+        return y + (x if self.shortcut is None else self.shortcut(o))
+
+
+class WideResNet(nn.Module):
+    """WideResNet-depth-width (Zagoruyko & Komodakis 2016); the paper uses WRN-28-10."""
+
+    def __init__(self, channels: int = 3, size: int = 32, num_classes: int = 10,
+                 depth: int = 28, width: int = 10):
+        super().__init__()
+        if (depth - 4) % 6:
+            raise PPCoreError(f"WideResNet depth must be 6n+4 (e.g. 10, 16, 28), got {depth}")
+        n = (depth - 4) // 6
+        widths = [16, 16 * width, 32 * width, 64 * width]
+        self.normalize = Normalize(CIFAR_MEAN, CIFAR_STD) if channels == 3 else nn.Identity()
+        self.conv = nn.Conv2d(channels, widths[0], 3, 1, 1, bias=False)
+        layers = []
+        for stage in range(3):
+            for i in range(n):
+                cin = widths[stage] if i == 0 else widths[stage + 1]
+                layers.append(_WideBlock(cin, widths[stage + 1], (1 if stage == 0 else 2)
+                                         if i == 0 else 1))
+        self.blocks = nn.Sequential(*layers)
+        self.bn = nn.BatchNorm2d(widths[3])
+        self.fc = nn.Linear(widths[3], num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.blocks(self.conv(self.normalize(x)))
+        x = torch.relu(self.bn(x))
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+
+_VGG_CFG = {
+    11: [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
+    19: [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
+         512, 512, 512, 512, "M", 512, 512, 512, 512, "M"],
+}
+
+
+class VGG(nn.Module):
+    """VGG with batch norm for 32x32 inputs: five pooling stages leave 1x1x512, one FC layer."""
+
+    def __init__(self, channels: int = 3, size: int = 32, num_classes: int = 10,
+                 depth: int = 11):
+        super().__init__()
+        layers: list[nn.Module] = [Normalize(CIFAR_MEAN, CIFAR_STD) if channels == 3
+                                   else nn.Identity()]
+        cin = channels
+        for v in _VGG_CFG[depth]:
+            if v == "M":
+                layers.append(nn.MaxPool2d(2))
+            else:
+                layers += [nn.Conv2d(cin, v, 3, padding=1), nn.BatchNorm2d(v),
+                           nn.ReLU(inplace=True)]
+                cin = v
+        layers.append(nn.Flatten())
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Linear(_flat_size(self.features, channels, size), num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    description: str
+    builder: Callable[..., nn.Module]
+    #: data sets the architecture is meant for (any data set of matching shape works)
+    datasets: tuple[str, ...]
+    #: keyword arguments a user may set (e.g. depth and width of a WideResNet)
+    options: tuple[str, ...] = ()
+
+
+MODELS: dict[str, ModelSpec] = {
+    "mnist-net": ModelSpec("mnist-net", "the paper's MNIST-Network (Table 6)", MnistNet,
+                           ("mnist", "fashion-mnist")),
+    "net-a": ModelSpec("net-a", "Net-A, model A of Tramer et al. 2018 (black-box source)", NetA,
+                       ("mnist", "fashion-mnist")),
+    "net-b": ModelSpec("net-b", "Net-B, model B of Tramer et al. 2018 (black-box source)", NetB,
+                       ("mnist", "fashion-mnist")),
+    "wrn": ModelSpec("wrn", "WideResNet (default 28-10, the paper's CIFAR-10 model)", WideResNet,
+                     ("cifar10",), ("depth", "width")),
+    "vgg11": ModelSpec("vgg11", "VGG-11 with batch norm (CIFAR-10 black-box source)",
+                       lambda **kw: VGG(depth=11, **kw), ("cifar10",)),
+    "vgg19": ModelSpec("vgg19", "VGG-19 with batch norm (CIFAR-10 black-box source)",
+                       lambda **kw: VGG(depth=19, **kw), ("cifar10",)),
+}
+
+
+def model_spec(name: str) -> ModelSpec:
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise PPCoreError(f"unknown model '{name}': choose one of {', '.join(MODELS)}") from None
+
+
+def build_model(name: str, info: DatasetInfo, **options) -> nn.Module:
+    """Build model ``name`` for data set ``info`` (its channels, image size and classes)."""
+    spec = model_spec(name)
+    unknown = set(options) - set(spec.options)
+    if unknown:
+        raise PPCoreError(f"model '{name}' takes no option(s) {', '.join(sorted(unknown))}")
+    try:
+        return spec.builder(channels=info.channels, size=info.size,
+                            num_classes=info.num_classes, **options)
+    except RuntimeError as exc:  # e.g. an image too small for the architecture
+        raise PPCoreError(f"model '{name}' cannot be built for {info.title}: {exc}") from None

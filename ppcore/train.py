@@ -1,0 +1,249 @@
+"""The training loop shared by every method, with live metrics, checkpoints and resume.
+
+A run folder gets ``metrics.jsonl`` (one JSON object a line, flushed as written, so another
+process can tail it while training runs), ``status.json``, ``model.pt``/``model.json`` and
+``resume.pt``. Stopping (Ctrl-C, SIGTERM or ``request_stop()``) saves the weights and leaves
+``resume.pt`` at the last finished epoch.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from . import __version__
+from .checkpoint import (RESUME_FILE, atomic_write_bytes, atomic_write_json, save_checkpoint)
+from .config import TrainConfig
+from .data import TensorData, dataset_info
+from .errors import PPCoreError
+from .methods import METHODS
+from .metrics import feature_distances
+from .models import build_model
+from .perturb import linf_sign_noise
+from .progress import Progress
+
+log = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.jsonl"
+STATUS_FILE = "status.json"
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, data: TensorData, batch_size: int = 1000) -> float:
+    was_training = model.training
+    model.eval()
+    correct = 0
+    for x, y in data.batches(batch_size):
+        correct += int((model(x).argmax(1) == y).sum())
+    model.train(was_training)
+    return correct / max(len(data), 1)
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, run_dir: str | os.PathLike, device: torch.device,
+                 *, data_dir=None, download: bool | None = None, progress: bool = True):
+        self.cfg, self.device, self.progress = cfg, device, progress
+        self.run_dir = Path(run_dir)
+        self.method = METHODS[cfg.method]
+        self.info = dataset_info(cfg.dataset)
+        self._stop = False
+        self.train_data = TensorData.load(cfg.dataset, "train", device, limit=cfg.limit_train,
+                                          data_dir=data_dir, download=download)
+        self.test_data = TensorData.load(cfg.dataset, "test", device, limit=cfg.limit_test,
+                                         data_dir=data_dir, download=download)
+        torch.manual_seed(cfg.seed)
+        self.model = build_model(cfg.model, self.info, **cfg.model_options).to(device)
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                                   weight_decay=cfg.weight_decay)
+        milestones = sorted({max(1, round(f * cfg.epochs)) for f in cfg.lr_milestones
+                             if round(f * cfg.epochs) < cfg.epochs})
+        self.sched = torch.optim.lr_scheduler.MultiStepLR(self.opt, milestones, cfg.lr_gamma)
+        self.perm_gen = torch.Generator().manual_seed(cfg.seed)
+        self.noise_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
+        self.metric_gen = torch.Generator(device=device).manual_seed(cfg.seed + 2)
+        self.epoch = 0
+        self.iteration = 0
+        self.history: list[dict] = []
+
+    # -- control -------------------------------------------------------------------------------
+    def request_stop(self) -> None:
+        """Finish the current step, save, and return from ``fit`` (safe from a signal handler)."""
+        self._stop = True
+
+    # -- files ---------------------------------------------------------------------------------
+    def _emit(self, row: dict) -> None:
+        with open(self.run_dir / METRICS_FILE, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    def _status(self, status: str, **extra) -> None:
+        atomic_write_json(self.run_dir / STATUS_FILE, {
+            "status": status, "pid": os.getpid(), "epoch": self.epoch,
+            "epochs": self.cfg.epochs, "iteration": self.iteration,
+            "iterations_per_epoch": self.train_data.num_batches(self.cfg.batch_size),
+            "updated": _now(), **extra})
+
+    def _record(self, status: str) -> dict:
+        last = self.history[-1] if self.history else {}
+        return {
+            "config": self.cfg.to_dict(), "status": status, "epochs_done": self.epoch,
+            "iterations": self.iteration, "train_images": len(self.train_data),
+            "test_images": len(self.test_data),
+            "final_metrics": {k: last.get(k) for k in ("test_acc", "train_acc", "d_per",
+                                                      "d_intra", "d_inter")},
+            "epoch_times_s": [h["epoch_time_s"] for h in self.history],
+            "method_title": self.method.title, "dataset_title": self.info.title,
+            "ppcore_version": __version__, "torch_version": torch.__version__,
+            "device": str(self.device), "created": _now(),
+        }
+
+    def _save_resume(self) -> None:
+        state = {
+            "config": json.dumps(self.cfg.to_dict(), sort_keys=True),
+            "epoch": self.epoch, "iteration": self.iteration,
+            "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+            "scheduler": self.sched.state_dict(),
+            "torch_rng": torch.get_rng_state(), "perm_gen": self.perm_gen.get_state(),
+            "noise_gen": self.noise_gen.get_state(), "metric_gen": self.metric_gen.get_state(),
+            "history": json.dumps(self.history),
+        }
+        atomic_write_bytes(self.run_dir / RESUME_FILE, lambda f: torch.save(state, f))
+
+    def try_resume(self) -> bool:
+        """Continue from ``resume.pt`` if there is one; False when starting afresh."""
+        path = self.run_dir / RESUME_FILE
+        if not path.is_file():
+            return False
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            saved = json.loads(state["config"])
+        except Exception:
+            raise PPCoreError(f"cannot resume: '{path}' is damaged; delete it to start "
+                              f"afresh") from None
+        mine = self.cfg.to_dict()
+        diff = sorted(k for k in mine if k != "epochs" and saved.get(k) != mine[k])
+        if diff:
+            raise PPCoreError(f"cannot resume: the run in '{self.run_dir}' was made with other "
+                              f"settings ({', '.join(diff)})")
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.sched.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        self.perm_gen.set_state(state["perm_gen"])
+        self.noise_gen.set_state(state["noise_gen"].to(self.noise_gen.get_state().device))
+        self.metric_gen.set_state(state["metric_gen"].to(self.metric_gen.get_state().device))
+        self.epoch, self.iteration = int(state["epoch"]), int(state["iteration"])
+        self.history = json.loads(state["history"])
+        log.info("resuming %s at epoch %d", self.run_dir, self.epoch)
+        return True
+
+    # -- the loop ------------------------------------------------------------------------------
+    @torch.no_grad()
+    def _distances(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+        was_training = self.model.training
+        self.model.eval()
+        noisy = linf_sign_noise(x, self.cfg.metric_xi, self.metric_gen)
+        logits = self.model(torch.cat([x, noisy]))
+        self.model.train(was_training)
+        clean, pair = logits.chunk(2)
+        return feature_distances(clean, pair, y)
+
+    def fit(self, resume: bool = False) -> dict:
+        cfg = self.cfg
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        resumed = self.try_resume() if resume else False
+        if not resumed:
+            (self.run_dir / METRICS_FILE).unlink(missing_ok=True)
+        self._emit({"type": "start", "time": _now(), "config": cfg.to_dict(),
+                    "resumed_at_epoch": self.epoch if resumed else None,
+                    "device": str(self.device), "train_images": len(self.train_data),
+                    "iterations_per_epoch": self.train_data.num_batches(cfg.batch_size)})
+        self._status("running")
+        status = "complete"
+        try:
+            while self.epoch < cfg.epochs and not self._stop:
+                self._train_epoch()
+        except BaseException as exc:
+            # a crash (or KeyboardInterrupt outside our handler) keeps the weights as they are
+            status = "failed" if not isinstance(exc, KeyboardInterrupt) else "interrupted"
+            self._finish(status, error=str(exc).splitlines()[0] if str(exc) else repr(exc))
+            raise
+        if self._stop and self.epoch < cfg.epochs:
+            status = "interrupted"
+        return self._finish(status)
+
+    def _finish(self, status: str, error: str | None = None) -> dict:
+        record = self._record(status)
+        save_checkpoint(self.run_dir, self.model, record)
+        self._emit({"type": "end", "time": _now(), "status": status, "epoch": self.epoch,
+                    "error": error})
+        self._status(status, **({"error": error} if error else {}))
+        return record
+
+    def _train_epoch(self) -> None:
+        cfg, model = self.cfg, self.model
+        model.train()
+        n_batches = self.train_data.num_batches(cfg.batch_size)
+        bar = Progress(n_batches, f"epoch {self.epoch + 1}/{cfg.epochs}", enabled=self.progress)
+        t_epoch = t_window = time.perf_counter()
+        seen_window, correct, seen = 0, 0, 0
+        for i, (x, y) in enumerate(self.train_data.batches(cfg.batch_size, shuffle=True,
+                                                           generator=self.perm_gen)):
+            if self._stop:
+                break
+            out = self.method.loss(model, x, y, cfg, self.noise_gen)
+            self.opt.zero_grad(set_to_none=True)
+            out.loss.backward()
+            self.opt.step()
+            self.iteration += 1
+            seen_window += y.numel()
+            batch_correct = int((out.logits.argmax(1) == y).sum())
+            correct, seen = correct + batch_correct, seen + y.numel()
+            if self.iteration % cfg.metrics_every == 0 or i == n_batches - 1:
+                now = time.perf_counter()
+                row = {"type": "iter", "iter": self.iteration, "epoch": self.epoch,
+                       "epoch_progress": self.epoch + (i + 1) / n_batches,
+                       "loss": float(out.loss.detach()), **{k: float(v) for k, v in out.terms.items()},
+                       "train_acc": batch_correct / y.numel(),
+                       "lr": self.opt.param_groups[0]["lr"],
+                       "images_per_s": seen_window / max(now - t_window, 1e-9),
+                       **self._distances(x, y)}
+                self._emit(row)
+                t_window, seen_window = time.perf_counter(), 0
+                bar.update(0, f"loss {row['loss']:.3f} d_per {row['d_per']:.2f} "
+                              f"d_intra {row['d_intra']:.2f}")
+            bar.update()
+        bar.close()
+        if self._stop:
+            return
+        self.sched.step()
+        self.epoch += 1
+        epoch_time = time.perf_counter() - t_epoch
+        test_acc = accuracy(model, self.test_data)
+        last = self._distances(*next(self.train_data.batches(min(len(self.train_data), 500))))
+        summary = {"type": "epoch", "epoch": self.epoch, "iter": self.iteration,
+                   "test_acc": test_acc, "train_acc": correct / max(seen, 1),
+                   "epoch_time_s": epoch_time, **last}
+        self.history.append(summary)
+        self._emit(summary)
+        log.info("epoch %d/%d: test accuracy %.4f, %.1fs", self.epoch, cfg.epochs, test_acc,
+                 epoch_time)
+        self._save_resume()
+        self._status("running")
+
+
+def train(cfg: TrainConfig, run_dir, device: torch.device, *, resume: bool = False,
+          data_dir=None, progress: bool = True, download: bool | None = None) -> dict:
+    """Train ``cfg`` into ``run_dir`` and return the checkpoint's record."""
+    return Trainer(cfg, run_dir, device, data_dir=data_dir, progress=progress,
+                   download=download).fit(resume=resume)
