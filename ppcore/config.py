@@ -50,6 +50,9 @@ class TrainConfig:
     #: size of the l-inf noise with which d_per is measured (same for every method)
     metric_xi: float = 0.3
     model_options: dict = field(default_factory=dict)
+    #: a run's own name where it differs from the paper's setting (e.g. "pgd_at-short": a
+    #: shorter schedule than Madry et al.'s must never pass for the paper's PGD-AT)
+    name: str = ""
     #: free text, e.g. why a schedule differs from the paper
     note: str = ""
 

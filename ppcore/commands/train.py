@@ -55,6 +55,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("--no-download", action="store_true", help="never download data")
     r.add_argument("--limit-train", type=int, help="train on the first N training images")
     r.add_argument("--limit-test", type=int, help="measure test accuracy on the first N images")
+    r.add_argument("--name", help="the run's own name where its settings differ from the "
+                   "paper's (e.g. pgd_at-short for a shorter schedule)")
     r.add_argument("--note", help="free text kept in the record")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -71,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
                       max_trans=args.max_trans, epochs=args.epochs, batch_size=args.batch_size,
                       lr=args.lr, weight_decay=args.weight_decay, seed=args.seed,
                       limit_train=args.limit_train, limit_test=args.limit_test,
-                      metrics_every=args.metrics_every, note=args.note,
+                      metrics_every=args.metrics_every, name=args.name, note=args.note,
                       model_options=model_options or None)
     device = pick_device(args.device)
     trainer = Trainer(cfg, args.out, device, data_dir=args.data_dir,
