@@ -24,6 +24,8 @@
 #   SWEEP_EPOCHS epochs of the lambda sweep (default EPOCHS)
 #   NOTE         text added to every record's note (e.g. the machine)
 #   OUT          checkpoint root (default checkpoints)
+#   ONLY         space-separated folder names: train only these (e.g. ONLY="mnist-proposed")
+#   LR_PERCEPTUAL  initial lr of the perceptual methods and pgd_at-short (default 0.005)
 #   PYTHON       interpreter (default .venv/bin/python if present, else python)
 #
 # The paper gives no epoch counts for MNIST / Fashion-MNIST; the schedule is SGD with momentum 0.9
@@ -39,6 +41,10 @@ cd "$(dirname "$0")/.."
 
 EPOCHS=${EPOCHS:-10}
 ADV_EPOCHS=${ADV_EPOCHS:-83}
+# lr of the perceptual methods (proposed, ablations, spatial variants, sweep) and of PGD-AT-short:
+# at ppcore's default 0.01 the proposed loss (lambda 10, xi 0.3) turns NaN within the first 50
+# iterations on MNIST, and PGD-AT (eps 0.3) collapses to a constant output; 0.005 trains both.
+LR_PERCEPTUAL=${LR_PERCEPTUAL:-0.005}
 DEVICE=${DEVICE:-auto}
 OUT=${OUT:-checkpoints}
 NOTE=${NOTE:-}
@@ -53,6 +59,7 @@ export PPCORE_NO_DOWNLOAD=${PPCORE_NO_DOWNLOAD:-}
 train() {
   local dir="$OUT/$1" dataset=$2 method=$3
   shift 3
+  if [[ -n "${ONLY:-}" && " $ONLY " != *" ${dir##*/} "* ]]; then return 0; fi
   if [[ -f "$dir/model.json" ]] && grep -q '"status": "complete"' "$dir/model.json"; then
     echo "== skip $dir (complete)"
     return 0
@@ -67,17 +74,17 @@ train() {
 cheap() {  # DATASET PREFIX
   local d=$1 p=$2
   train "$p-normal" "$d" normal --epochs "$EPOCHS"
-  train "$p-proposed" "$d" proposed --epochs "$EPOCHS"
+  train "$p-proposed" "$d" proposed --epochs "$EPOCHS" --lr "$LR_PERCEPTUAL"
   train "$p-fgsm_at" "$d" fgsm_at --epochs "$EPOCHS"
   # Net-A / Net-B (Tramer et al. 2018) are the black-box sources: normally trained
   train "$p-net_a" "$d" normal --model net-a --epochs "$EPOCHS"
   train "$p-net_b" "$d" normal --model net-b --epochs "$EPOCHS"
-  train "$p-ablation1" "$d" ablation1 --epochs "$EPOCHS"
-  train "$p-ablation2" "$d" ablation2 --epochs "$EPOCHS"
-  train "$p-ablation3" "$d" ablation3 --epochs "$EPOCHS"
+  train "$p-ablation1" "$d" ablation1 --epochs "$EPOCHS" --lr "$LR_PERCEPTUAL"
+  train "$p-ablation2" "$d" ablation2 --epochs "$EPOCHS" --lr "$LR_PERCEPTUAL"
+  train "$p-ablation3" "$d" ablation3 --epochs "$EPOCHS" --lr "$LR_PERCEPTUAL"
   if [[ $d == mnist ]]; then  # Table 5 is MNIST only
-    train "$p-proposed_spatial" "$d" proposed_spatial --epochs "$EPOCHS"
-    train "$p-proposed_noise_spatial" "$d" proposed_noise_spatial --epochs "$EPOCHS"
+    train "$p-proposed_spatial" "$d" proposed_spatial --epochs "$EPOCHS" --lr "$LR_PERCEPTUAL"
+    train "$p-proposed_noise_spatial" "$d" proposed_noise_spatial --epochs "$EPOCHS" --lr "$LR_PERCEPTUAL"
   fi
   train "$p-fgsm_rs" "$d" fgsm_rs --epochs "$EPOCHS"
 }
@@ -90,12 +97,12 @@ for group in "${@:-cheap}"; do
     pgd-short)
       # PGD-AT at eps 0.3 with 10 steps of 0.04 (random start) for 1 epoch: a CPU-sized stand-in
       # for Madry et al.'s 40 steps of 0.01 over 100k iterations. Recorded as pgd_at-short.
-      train mnist-pgd_at-short mnist pgd_at --epochs 1 --steps 10 --alpha 0.04 \
+      train mnist-pgd_at-short mnist pgd_at --epochs 1 --steps 10 --alpha 0.04 --lr "$LR_PERCEPTUAL" \
         --name pgd_at-short --note "${NOTE:+$NOTE; }CPU stand-in for PGD-AT: 1 epoch, PGD-10 (step 0.04, eps 0.3) instead of Madry et al.'s PGD-40 (step 0.01) for 100k iterations (83 epochs); not the paper's PGD-AT"
       ;;
     sweep)
       for lam in 0.1 1 10 100; do
-        train "sweep-mnist-proposed-lam$lam" mnist proposed --lam "$lam" --epochs "$SWEEP_EPOCHS" \
+        train "sweep-mnist-proposed-lam$lam" mnist proposed --lam "$lam" --epochs "$SWEEP_EPOCHS" --lr "$LR_PERCEPTUAL" \
           ${SWEEP_LIMIT:+--limit-train "$SWEEP_LIMIT"} --name "proposed-lam$lam" \
           --note "${NOTE:+$NOTE; }Figure 4 lambda sweep: $SWEEP_EPOCHS epochs${SWEEP_LIMIT:+, first $SWEEP_LIMIT training images}"
       done
