@@ -1,0 +1,46 @@
+"""Write docs/results.md and docs/figures/*.png from the shipped checkpoints.
+
+Reads every CHECKPOINTS/*/model.json, metrics.jsonl and eval/<suite>.json (written by `python -m
+ppcore eval --json`), CHECKPOINTS/MACHINE.json and the hand-written notes; trains and attacks
+nothing, so rerunning it on the same files reproduces the same report.
+
+example:
+  python -m ppcore report --checkpoints checkpoints --out docs/results.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+HELP = "write docs/results.md (measured vs the paper) and its figures"
+log = logging.getLogger("ppcore.report")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoints", default="checkpoints",
+                   help="folder of run folders (default: checkpoints)")
+    p.add_argument("--out", default="docs/results.md",
+                   help="markdown file; figures go to figures/ beside it (default: docs/results.md)")
+    p.add_argument("--notes", default="docs/results_notes.md",
+                   help="hand-written notes whose <!-- key --> sections are placed in the report")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..errors import PPCoreError
+    from ..report import write_report
+
+    if not Path(args.checkpoints).is_dir():
+        raise PPCoreError(f"no checkpoint folder '{args.checkpoints}'")
+    parts = ["python -m ppcore report"]
+    if args.checkpoints != "checkpoints":
+        parts.append(f"--checkpoints {args.checkpoints}")
+    if args.out != "docs/results.md":
+        parts.append(f"--out {args.out}")
+    if args.notes != "docs/results_notes.md":
+        parts.append(f"--notes {args.notes}")
+    path = write_report(args.checkpoints, args.out, args.notes, command=" ".join(parts))
+    log.info("report written to %s", path)
+    return 0
