@@ -85,12 +85,12 @@ def _torchvision_dataset(name: str, root: Path, train: bool, download: bool):
 
     class _CIFAR10(tvd.CIFAR10):
         # torchvision checks the md5 of every extracted batch file; the downloaded archive is
-        # already md5-checked by download(), so presence of the files is what we ask here. This
-        # lets a small data set in CIFAR-10's own file format (the tests write one) load through
-        # the very same code as the real one.
-        def _check_integrity(self) -> bool:  # noqa: D401
-            base = Path(self.root) / self.base_folder
-            return all((base / f).is_file() for f, _ in self.train_list + self.test_list)
+        # already md5-checked by download() (tgz_md5 is kept), so presence of the files is what
+        # is asked here. A small data set in CIFAR-10's own file format (the tests write one)
+        # then loads through the very same code as the real one.
+        train_list = [[name, None] for name, _ in tvd.CIFAR10.train_list]
+        test_list = [[name, None] for name, _ in tvd.CIFAR10.test_list]
+        meta = {**tvd.CIFAR10.meta, "md5": None}
 
     return _CIFAR10(str(root), train=train, download=download)
 

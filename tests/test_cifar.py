@@ -1,5 +1,6 @@
 """CIFAR-10 cannot be had here: the test writes a tiny data set in CIFAR-10's own file format
-(python pickles in cifar-10-batches-py/) and loads it through the very code a real user's
+(pickled dicts with "data" and "labels" in cifar-10-batches-py/, as the real
+files read once torchvision decodes them) and loads it through the very code a real user's
 downloaded copy goes through."""
 
 from __future__ import annotations
@@ -28,11 +29,11 @@ def _write_cifar(root, per_batch: int = 20, seed: int = 0):
         data = rng.integers(0, 60, (per_batch, 3, 32, 32), dtype=np.uint8)
         data[:, 0] += (labels * 19).astype(np.uint8)[:, None, None]
         with open(folder / name, "wb") as f:
-            pickle.dump({b"data": data.reshape(per_batch, -1), b"labels": labels.tolist()}, f)
+            pickle.dump({"data": data.reshape(per_batch, -1), "labels": labels.tolist()}, f)
         written[name] = (data, labels)
     with open(folder / "batches.meta", "wb") as f:
-        pickle.dump({b"label_names": [b"airplane", b"automobile", b"bird", b"cat", b"deer",
-                                      b"dog", b"frog", b"horse", b"ship", b"truck"]}, f)
+        pickle.dump({"label_names": ["airplane", "automobile", "bird", "cat", "deer",
+                                     "dog", "frog", "horse", "ship", "truck"]}, f)
     return written
 
 
