@@ -226,6 +226,8 @@ class Trainer:
         bar.close()
         if self._stop:
             return
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()  # the epoch's kernels are queued, not done, until here
         self.sched.step()
         self.epoch += 1
         epoch_time = time.perf_counter() - t_epoch
