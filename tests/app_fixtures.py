@@ -21,26 +21,47 @@ REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("PPCORE_DATA", str(REPO.parent / "shared" / "data"))
 os.environ["PPCORE_NO_DOWNLOAD"] = "1"
 
-#: the runs every app test sees: three MNIST models, one Fashion-MNIST model, one damaged
+#: the trained runs every app test sees: three MNIST models (plus, made without training, a
+#: Fashion-MNIST model and a damaged checkpoint)
 TINY_RUNS = {
     "mnist-normal": ("mnist", "normal", {}),
     "mnist-proposed": ("mnist", "proposed", {}),
     "mnist-fgsm_at": ("mnist", "fgsm_at", {}),
-    "fashion-normal": ("fashion-mnist", "normal", {}),
 }
 
 
 def train_tiny(run_dir: Path, dataset: str = "mnist", method: str = "normal",
                limit: int = 500, **overrides) -> Path:
-    """A real model trained for one epoch on ``limit`` images (batch 20, lr 0.05)."""
+    """A real model trained for one epoch on ``limit`` images (batch 20, lr 0.05).
+
+    One torch thread: on a small shared CPU two threads are many times slower (1.7 s against
+    34 s for this run on 2 busy cores)."""
     import torch
 
     from ppcore.config import make_config
     from ppcore.train import Trainer
 
+    torch.set_num_threads(1)
     cfg = make_config(dataset, None, method, epochs=1, batch_size=20, lr=0.05,
                       limit_train=limit, limit_test=200, seed=0, **overrides)
     Trainer(cfg, run_dir, torch.device("cpu"), progress=False).fit()
+    return run_dir
+
+
+def untrained_checkpoint(run_dir: Path, dataset: str, method: str = "normal") -> Path:
+    """A valid checkpoint of an untrained network (for tests that only need its data set)."""
+    import torch
+
+    from ppcore.checkpoint import save_checkpoint
+    from ppcore.config import make_config
+    from ppcore.data import dataset_info
+    from ppcore.models import build_model
+
+    cfg = make_config(dataset, None, method, epochs=1)
+    torch.manual_seed(0)
+    model = build_model(cfg.model, dataset_info(dataset))
+    save_checkpoint(run_dir, model, {"config": cfg.to_dict(), "status": "complete",
+                                     "final_metrics": {}, "note": "untrained, for tests"})
     return run_dir
 
 
@@ -53,6 +74,7 @@ def tiny_runs(tmp_path_factory) -> dict[str, Path]:
     out: dict[str, Path] = {"checkpoints": ckpts, "runs": runs}
     for name, (dataset, method, extra) in TINY_RUNS.items():
         out[name] = train_tiny(ckpts / name, dataset, method, **extra)
+    out["fashion-normal"] = untrained_checkpoint(ckpts / "fashion-normal", "fashion-mnist")
     damaged = ckpts / "mnist-damaged"
     damaged.mkdir()
     (damaged / "model.pt").write_bytes(b"PK\x03\x04 this is not a checkpoint" * 10)

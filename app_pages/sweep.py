@@ -1,0 +1,164 @@
+"""λ sweep: one run per λ (and ξ), clean and PGD accuracy against λ as they finish (Figure 4)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app_pages import ui
+from ppcore import jobs
+from ppcore.data import DATASETS
+from ppcore.errors import PPCoreError
+from ppcore.methods import METHODS, preset
+
+st.title("λ sweep")
+st.caption("Train the same model for a grid of λ (and ξ), each run followed by a white-box "
+           "evaluation, one after another in the background. Clean and PGD accuracy against λ "
+           "fill in as runs finish: the paper's Figure 4 (MNIST: PGD accuracy peaks near "
+           "λ = 50, clean accuracy falls slowly; λ = 10 is its trade-off).")
+
+LAMS = [0.0, 0.01, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 50.0, 100.0, 300.0]
+XIS = [0.05, 0.1, 0.2, 0.3, 0.4, 0.5]
+LAM_METHODS = [m for m, spec in METHODS.items() if "lam" in spec.params]
+LIMITS = [1000, 2000, 5000, 10000, 20000, 0]
+EVAL_LIMITS = [100, 200, 500, 1000, 0]
+
+ui.from_url("sw_ds", "mnist", param="ds", choices=[d for d in DATASETS if d != "cifar10"])
+ui.from_url("sw_method", "proposed", param="method", choices=LAM_METHODS)
+ui.from_url_list("sw_lams", [0.1, 1.0, 10.0, 100.0], float, param="lams", choices=LAMS)
+ui.from_url_list("sw_xis", [], float, param="xis", choices=XIS)
+ui.from_url("sw_epochs", 1, int, param="epochs")
+ui.from_url("sw_limit", 5000, int, param="limit", choices=LIMITS)
+ui.from_url("sw_eval", 200, int, param="eval", choices=EVAL_LIMITS)
+
+c1, c2, c3 = st.columns([1, 1.3, 1], gap="medium")
+with c1:
+    ds = st.selectbox("Data set", [d for d in DATASETS if d != "cifar10"], key="sw_ds",
+                      format_func=lambda d: DATASETS[d].title,
+                      help="CIFAR-10 needs a GPU: sweep it with the command line.")
+    method = st.selectbox("Method", LAM_METHODS, key="sw_method",
+                          format_func=lambda m: METHODS[m].title)
+with c2:
+    lams = st.multiselect("λ values", LAMS, key="sw_lams", format_func=lambda v: f"{v:g}",
+                          help="one run each; the paper's Figure 4 spans 0.1 to 100")
+    xis = st.multiselect("ξ values (optional)", XIS, key="sw_xis",
+                         format_func=lambda v: f"{v:g}",
+                         help=f"none: the preset ξ = {preset(method, ds).get('xi', '–')}; "
+                              "several: one run per (λ, ξ) pair")
+with c3:
+    a, b = st.columns(2)
+    epochs = a.number_input("Epochs", 1, 100, key="sw_epochs")
+    limit = b.selectbox("Training images", LIMITS, key="sw_limit",
+                        format_func=lambda n: "all" if n == 0 else f"{n:,}")
+    eval_n = a.selectbox("Test images", EVAL_LIMITS, key="sw_eval",
+                         format_func=lambda n: "all" if n == 0 else f"{n:,}",
+                         help="white-box suite (clean, FGSM, I-FGSM, PGD-40/100) on these")
+    device = b.selectbox("Device", jobs.device_choices(), key="sw_device")
+
+ui.to_url({"ds": ds, "method": method, "lams": lams, "xis": xis, "epochs": epochs,
+           "limit": limit, "eval": eval_n, "sweep": st.session_state.get("sw_pick")})
+if "xi" not in METHODS[method].params and xis:
+    st.warning(f"{METHODS[method].title} has no ξ: the ξ values are ignored.",
+               icon=":material/warning:")
+    xis = []
+n_runs = len(lams) * max(1, len(xis))
+st.caption(f"{n_runs} run(s), one after another, each {epochs} epoch(s) on "
+           f"{'all' if not limit else f'{limit:,}'} images, then evaluated on "
+           f"{'all' if not eval_n else eval_n} test images.")
+if st.button("Start sweep", type="primary", icon=":material/play_arrow:", disabled=not lams):
+    base = {"dataset": ds, "method": method, "epochs": int(epochs),
+            "limit_train": int(limit) or None, "device": device, "metrics_every": 20}
+    try:
+        sweep_dir = jobs.launch_sweep(base, lams, xis or None, eval_suite="whitebox",
+                                      eval_limit=int(eval_n) or None)
+        st.session_state.sw_pick = str(sweep_dir)
+        st.toast(f"Sweep started: {ui.short(sweep_dir)}", icon=":material/rocket_launch:")
+    except (PPCoreError, OSError) as exc:
+        st.error(f"could not start the sweep: {exc}", icon=":material/error:")
+
+st.subheader("Sweeps", divider="gray")
+sweeps = jobs.list_sweeps()
+if not sweeps:
+    st.info("No sweep yet: choose λ values above and start one.", icon=":material/info:")
+    st.stop()
+by_dir = {str(s.dir): s for s in sweeps}
+link = st.query_params.get("sweep")
+if st.session_state.get("sw_pick") not in by_dir:
+    st.session_state.sw_pick = next((d for d, s in by_dir.items() if s.id == link or d == link),
+                                    str(sweeps[0].dir))
+pick = st.selectbox("Sweep", list(by_dir), key="sw_pick",
+                    format_func=lambda d: f"{by_dir[d].id} · {by_dir[d].spec['base'].get('method')}"
+                                          f" on {by_dir[d].spec['base'].get('dataset')} · "
+                                          f"λ {', '.join(f'{v:g}' for v in by_dir[d].spec['lams'])}"
+                                          + (" · running" if by_dir[d].active else ""))
+
+
+def _pgd(result: dict | None) -> tuple[float | None, float | None, str]:
+    if not result:
+        return None, None, ""
+    res = result.get("results", {})
+    col = "pgd_100" if res.get("pgd_100") is not None else "pgd_40"
+    return res.get("clean"), res.get(col), col.replace("_", "-").upper()
+
+
+@st.fragment(run_every=2.0 if by_dir[pick].active else None)
+def show(path: str, was_active: bool) -> None:
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    sw = jobs.read_sweep(path)
+    if sw is None:
+        st.error("This sweep's folder is gone or damaged.")
+        return
+    spec = sw.spec
+    head = st.columns([4, 1], vertical_alignment="center")
+    done = sum(r.status == "complete" for r in sw.runs)
+    head[0].markdown(f"**{len(sw.runs)} runs**, {done} trained · job "
+                     f"{ui.status_badge(sw.job.state if sw.job else 'unknown')} · "
+                     f"`{ui.short(sw.dir)}`")
+    if sw.active and head[1].button("Stop sweep", icon=":material/stop:"):
+        jobs.stop_sweep(sw.dir)
+        st.toast("Stopping the sweep: the running training saves its checkpoint")
+    points = []
+    table = []
+    for meta, run in zip(spec["runs"], sw.runs):
+        ev = jobs.eval_state(run.path, spec.get("eval_suite") or "whitebox",
+                             spec.get("eval_limit")) if run.has_model else None
+        clean, pgd, col = _pgd(ev.result if ev else None)
+        if clean is None and run.test_acc is not None:
+            clean = 100 * run.test_acc
+        status = run.status
+        if ev is not None and ev.state == "running":
+            status = f"evaluating {ev.fraction:.0%}"
+        points.append((meta["lam"], meta.get("xi"), clean, pgd, col))
+        table.append({"λ": meta["lam"], "ξ": meta.get("xi"), "status": status,
+                      "clean %": clean, "PGD %": pgd, "run": run.name})
+    fig = make_subplots(specs=[[{"secondary_y": False}]])
+    xis_here = sorted({p[1] for p in points}, key=lambda v: -1 if v is None else v)
+    for xi in xis_here:
+        pts = sorted((p for p in points if p[1] == xi and p[0] > 0), key=lambda p: p[0])
+        tag = "" if xi is None else f", ξ = {xi:g}"
+        fig.add_scatter(x=[p[0] for p in pts], y=[p[2] for p in pts], name=f"clean{tag}",
+                        mode="lines+markers", line=dict(color="#1f77b4"),
+                        connectgaps=False)
+        col = next((p[4] for p in pts if p[4]), "PGD")
+        fig.add_scatter(x=[p[0] for p in pts], y=[p[3] for p in pts], name=f"{col}{tag}",
+                        mode="lines+markers", line=dict(color="#d62728"), connectgaps=False)
+    fig.update_layout(height=380, margin=dict(l=0, r=0, t=40, b=0),
+                      title="Accuracy against λ (Figure 4)", legend=dict(orientation="h"),
+                      xaxis=dict(type="log", title="λ (log scale)"),
+                      yaxis=dict(title="test accuracy (%)", range=[0, 100]))
+    g, t = st.columns([1.6, 1])
+    g.plotly_chart(fig, config=ui.PLOTLY_CONFIG, key=f"fig4-{path}")
+    t.dataframe(table, hide_index=True, use_container_width=True,
+                column_config={"clean %": st.column_config.NumberColumn(format="%.1f"),
+                               "PGD %": st.column_config.NumberColumn(format="%.1f")})
+    zero = [p for p in points if p[0] == 0]
+    if zero:
+        t.caption("λ = 0 has no place on a log axis: see its row in the table.")
+    if sw.job is not None and sw.job.state in ("failed", "lost") and sw.job.error:
+        st.error(sw.job.error, icon=":material/error:")
+    if was_active and not sw.active:
+        st.rerun()
+
+
+show(pick, by_dir[pick].active)

@@ -1,0 +1,296 @@
+"""Train: settings on top, live Figure 1 (d_per against d_intra) of any run below."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app_pages import ui
+from ppcore import jobs
+from ppcore.config import DEFAULT_MODEL, make_config
+from ppcore.data import DATASETS
+from ppcore.errors import PPCoreError
+from ppcore.methods import METHODS, preset
+from ppcore.models import MODELS
+
+st.title("Train")
+st.caption("Train a model with any method and watch the paper's Figure 1 form: the distance "
+           "between the logits of an image and its noisy copy (d_per) against the distance "
+           "between images of one class (d_intra). Runs go on in the background: reload, leave "
+           "the page, start another; Stop keeps the checkpoint.")
+
+HYPER = {  # method hyper-parameter -> (label, help, step, format)
+    "lam": ("λ (weight of the pairing term)", "Eq. (1): CE + λ·‖f(x) − f(x̃)‖². TRADES: β.",
+            1.0, "%.4g"),
+    "xi": ("ξ (noise size)", "Each pixel moves by ±ξ (l∞, in [0, 1]); for the l2 ablations ξ "
+           "is the l2 norm of the noise.", 0.01, "%.4g"),
+    "eps": ("ε (attack budget)", "l∞ budget of the training attack, in [0, 1].", 0.01, "%.4g"),
+    "alpha": ("attack step size", "in [0, 1]", 0.005, "%.4g"),
+    "steps": ("attack steps", "iterations of the training attack", 1, None),
+    "max_rot": ("largest rotation (°)", "spatial pairs: rotation in ±this", 1.0, "%.4g"),
+    "max_trans": ("largest shift (px)", "spatial pairs: translation in ±this", 0.5, "%.4g"),
+}
+LIMITS = [1000, 2000, 5000, 10000, 20000, 0]
+
+
+def _defaults(ds: str, method: str) -> dict:
+    cfg = make_config(ds, None, method)
+    return {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr}
+
+
+def _apply_preset() -> None:
+    ds, method = st.session_state.train_ds, st.session_state.train_method
+    for k, v in preset(method, ds).items():
+        st.session_state[f"train_{k}"] = v
+    if st.session_state.get("train_model") not in _models_for(ds):
+        st.session_state.train_model = DEFAULT_MODEL[ds]
+
+
+def _models_for(ds: str) -> list[str]:
+    return [m for m, spec in MODELS.items() if ds in spec.datasets]
+
+
+# -- settings from the link (once per session), else the paper's preset -----------------------
+ui.from_url("train_ds", "mnist", param="ds", choices=list(DATASETS))
+ui.from_url("train_method", "proposed", param="method", choices=list(METHODS))
+ds0, m0 = st.session_state.train_ds, st.session_state.train_method
+ui.from_url("train_model", DEFAULT_MODEL[ds0], param="model", choices=_models_for(ds0))
+for k in HYPER:
+    ui.from_url(f"train_{k}", preset(m0, ds0).get(k), int if k == "steps" else float,
+                param=k)
+ui.from_url("train_epochs", 2, int, param="epochs")
+ui.from_url("train_batch_size", _defaults(ds0, m0)["batch_size"], int, param="bs")
+ui.from_url("train_lr", _defaults(ds0, m0)["lr"], float, param="lr")
+ui.from_url("train_seed", 0, int, param="seed")
+ui.from_url("train_limit", 10000, int, param="limit", choices=LIMITS)
+ui.from_url("train_device", "auto", param="device", choices=jobs.device_choices())
+ui.from_url("train_every", 10, int, param="every")
+
+c1, c2, c3 = st.columns([1, 1.15, 1.15], gap="medium")
+with c1:
+    st.subheader("Data and model", divider="gray")
+    ds = st.selectbox("Data set", list(DATASETS), key="train_ds", on_change=_apply_preset,
+                      format_func=lambda d: DATASETS[d].title)
+    models = _models_for(ds)
+    if st.session_state.train_model not in models:
+        st.session_state.train_model = DEFAULT_MODEL[ds]
+    model = st.selectbox("Network", models, key="train_model",
+                         format_func=lambda m: f"{m}: {MODELS[m].description}")
+    method = st.selectbox("Method", list(METHODS), key="train_method", on_change=_apply_preset,
+                          format_func=lambda m: METHODS[m].title)
+    st.caption(METHODS[method].description)
+
+with c2:
+    st.subheader("Method settings", divider="gray")
+    params = METHODS[method].params
+    values: dict = {}
+    if not params:
+        st.caption("Normal training has no settings of its own: plain cross-entropy.")
+    cols = st.columns(2)
+    for i, k in enumerate(params):
+        label, help_, step, fmt = HYPER[k]
+        with cols[i % 2]:
+            if st.session_state.get(f"train_{k}") is None:
+                st.session_state[f"train_{k}"] = preset(method, ds).get(k, 0)
+            if k == "steps":
+                values[k] = int(st.number_input(label, step=1, key=f"train_{k}", help=help_))
+            else:
+                values[k] = float(st.number_input(label, step=float(step), format=fmt,
+                                                  key=f"train_{k}", help=help_))
+    p = preset(method, ds)
+    if p:
+        shown = ", ".join(f"{HYPER[k][0].split(' ')[0]} = {v:.4g}" for k, v in p.items())
+        st.button(f"Paper's preset ({shown})", on_click=_apply_preset, icon=":material/restore:",
+                  help=f"the settings of the paper (or of the method's own paper) for "
+                       f"{DATASETS[ds].title}")
+
+with c3:
+    st.subheader("Optimisation", divider="gray")
+    a, b = st.columns(2)
+    epochs = a.number_input("Epochs", min_value=1, max_value=1000, step=1, key="train_epochs")
+    limit = b.selectbox("Training images", LIMITS, key="train_limit",
+                        format_func=lambda n: "all" if n == 0 else f"{n:,}",
+                        help="Fewer images: a quicker demo (the paper trains on all).")
+    batch = a.number_input("Batch size", min_value=2, max_value=4096, step=10,
+                           key="train_batch_size")
+    lr = b.number_input("Learning rate", min_value=0.0, step=0.005, format="%.4g",
+                        key="train_lr", help="SGD with momentum 0.9; ×0.1 at 50% and 75%.")
+    seed = a.number_input("Seed", min_value=0, step=1, key="train_seed")
+    device = b.selectbox("Device", jobs.device_choices(), key="train_device")
+    every = a.number_input("Metrics every", min_value=1, max_value=1000, step=5,
+                           key="train_every", help="iterations between points on the charts")
+    name = b.text_input("Run name", key="train_name", placeholder="automatic",
+                        help="the folder under runs/; letters, digits, - _ . =")
+
+settings = {"dataset": ds, "model": model, "method": method, **values, "epochs": int(epochs),
+            "batch_size": int(batch), "lr": float(lr), "seed": int(seed), "device": device,
+            "limit_train": int(limit) or None, "metrics_every": int(every)}
+ui.to_url({"ds": ds, "method": method, "model": model,
+           **{k: v for k, v in values.items()}, "epochs": int(epochs), "bs": int(batch),
+           "lr": float(lr), "seed": int(seed), "limit": int(limit), "device": device,
+           "every": int(every), "run": st.session_state.get("train_watch")})
+
+problem = None
+try:
+    jobs.check_settings(settings)
+except PPCoreError as exc:
+    problem = str(exc)
+if problem:
+    st.error(problem, icon=":material/error:")
+go = st.button("Start training", type="primary", icon=":material/play_arrow:",
+               disabled=problem is not None)
+if go:
+    try:
+        run_dir = jobs.launch_train(settings, name=name.strip() or None)
+        st.session_state.train_watch = str(run_dir)
+        st.toast(f"Started {ui.short(run_dir)}", icon=":material/rocket_launch:")
+    except (PPCoreError, OSError) as exc:
+        st.error(f"could not start the run: {exc}", icon=":material/error:")
+
+# -- runs ------------------------------------------------------------------------------------
+st.subheader("Runs", divider="gray")
+runs = jobs.list_runs()
+if not runs:
+    st.info("No runs yet: start one above. Runs are folders under "
+            + ", ".join(f"`{ui.short(r)}`" for r in jobs.run_roots()) + ".",
+            icon=":material/info:")
+    st.stop()
+
+paths = [str(r.path) for r in runs]
+by_path = {str(r.path): r for r in runs}
+want = st.session_state.get("train_watch") or st.query_params.get("run")
+if want not in by_path:
+    want = next((str(r.path) for r in runs if r.active), paths[0])
+    # a run named in the link by its short name
+    link = st.query_params.get("run")
+    want = next((str(r.path) for r in runs if r.name == link), want)
+st.session_state.train_watch = want
+
+left, right = st.columns([1, 2.2], gap="large")
+with left:
+    st.radio("Watch", paths, key="train_watch", label_visibility="collapsed",
+             format_func=lambda p: f"{by_path[p].name} · {by_path[p].settings_text} · "
+                                   f"{by_path[p].status}")
+    st.caption(f"{len(runs)} runs under " + ", ".join(f"`{ui.short(r)}`"
+                                                      for r in jobs.run_roots()))
+
+watched = by_path[st.session_state.train_watch]
+tails = st.session_state.setdefault("train_tails", {})
+
+
+COLOURS = {"d_per": "#d62728", "d_intra": "#1f77b4", "d_inter": "#9aa5b1", "loss": "#333333",
+           "ce": "#1f77b4", "reg": "#d62728", "ce_clean": "#1f77b4", "ce_adv": "#ff7f0e",
+           "pair": "#d62728", "kl": "#d62728", "train_acc": "#9aa5b1", "test_acc": "#2ca02c"}
+
+
+def _lines(rows: list[dict], keys: dict[str, str], title: str, ytitle: str, *,
+           x: str = "iter", height: int = 300, dash: dict | None = None,
+           markers: tuple = ()):
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for k, label in keys.items():
+        pts = [(r[x], r[k]) for r in rows if r.get(k) is not None and r.get(x) is not None]
+        if pts:
+            fig.add_scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], name=label,
+                            mode="lines+markers" if len(pts) < 30 or k in markers else "lines",
+                            line=dict(dash=(dash or {}).get(k), color=COLOURS.get(k),
+                                      width=3 if k == "d_per" else 2),
+                            marker=dict(size=9 if k in markers else 5))
+    fig.update_layout(title=dict(text=title, font=dict(size=14)), height=height,
+                      margin=dict(l=0, r=0, t=36, b=0), xaxis_title="iteration",
+                      yaxis_title=ytitle, legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+@st.fragment(run_every=1.0 if watched.active else None)
+def live(path: str, was_active: bool) -> None:
+    info = jobs.read_run(by_path[path].path, by_path[path].root)
+    info.name = by_path[path].name
+    tail = tails.get(path)
+    if tail is None:
+        tail = tails[path] = jobs.MetricsTail(info.path)
+    tail.read()
+    rows = tail.rows
+    iters, epochs = tail.of_type("iter"), tail.of_type("epoch")
+    frac, elapsed, eta = jobs.progress(info, rows)
+
+    head = st.columns([3, 1, 1], vertical_alignment="center")
+    head[0].markdown(f"### {info.name} {ui.status_badge(info.status)}")
+    if info.active:
+        if head[1].button("Stop", icon=":material/stop:", key=f"stop-{path}",
+                          help="the trainer saves its checkpoint and stops"):
+            jobs.stop(info.path)
+            st.toast("Stopping: the checkpoint is being saved", icon=":material/stop:")
+    elif info.status in ("interrupted", "died") and info.job is not None:
+        if head[1].button("Resume", icon=":material/play_arrow:", key=f"resume-{path}",
+                          help="continue from the last finished epoch"):
+            try:
+                jobs.resume_train(info.path)
+                st.rerun()
+            except PPCoreError as exc:
+                st.error(str(exc))
+    if info.has_model:
+        head[2].page_link("app_pages/attack_lab.py", label="Attack it",
+                          icon=":material/science:",
+                          query_params={"ds": info.dataset or "mnist", "models": info.name})
+    st.caption(ui.run_caption(info) + f" · `{ui.short(info.path)}`")
+    if info.detail:
+        st.error(info.detail, icon=":material/error:")
+
+    total_iters = info.epochs * info.iterations_per_epoch
+    last_iter = iters[-1]["iter"] if iters else 0
+    text = f"epoch {min(info.epoch + (1 if info.active else 0), info.epochs)}/{info.epochs}"
+    if total_iters:
+        text += f" · iteration {last_iter:,}/{total_iters:,}"
+    text += f" · {ui.fmt_duration(elapsed)} elapsed"
+    if info.active:
+        text += f" · about {ui.fmt_duration(eta)} left" if eta else " · estimating time left"
+    st.progress(frac, text=text)
+
+    if not iters:
+        st.info("Waiting for the first metrics (loading data and building the model)…"
+                if info.active else "This run has no metrics file.", icon=":material/hourglass:")
+    else:
+        last = iters[-1]
+        m = st.columns(5)
+        m[0].metric("loss", f"{last['loss']:.3f}")
+        m[1].metric("test acc", f"{100 * epochs[-1]['test_acc']:.1f}%" if epochs else "–",
+                    help="on the test images at the end of the last epoch")
+        m[2].metric("d_per", f"{last['d_per']:.2f}", help="image vs its noisy copy")
+        m[3].metric("d_intra", f"{last['d_intra']:.2f}", help="two images of one class")
+        m[4].metric("images/s", f"{last.get('images_per_s', 0):,.0f}")
+        below = last["d_per"] < last["d_intra"]
+        st.markdown((":green-badge[d_per < d_intra]" if below else ":red-badge[d_per > d_intra]")
+                    + (" noise moves an image less than a change to another image of its class"
+                       if below else " noise moves an image further than a change to another "
+                       "image of its class"))
+        g1, g2 = st.columns(2)
+        g1.plotly_chart(_lines(iters, {"d_per": "d_per (image vs its noisy copy)",
+                                       "d_intra": "d_intra (same class)",
+                                       "d_inter": "d_inter (other classes)"},
+                               "Figure 1: distances between logits", "l2 distance",
+                               dash={"d_inter": "dot"}),
+                        config=ui.PLOTLY_CONFIG, key=f"fig1-{path}")
+        terms = {k: k for k in iters[-1] if k in ("loss", "ce", "reg", "ce_clean", "ce_adv",
+                                                   "pair", "kl")}
+        g2.plotly_chart(_lines(iters, terms, "Loss terms", "value"), config=ui.PLOTLY_CONFIG,
+                        key=f"loss-{path}")
+        acc_rows = [{"iter": r["iter"], "train_acc": r["train_acc"]} for r in iters] + \
+            [{"iter": r["iter"], "test_acc": r["test_acc"]} for r in epochs]
+        st.plotly_chart(_lines(acc_rows, {"train_acc": "train (batch)",
+                                          "test_acc": "test (end of epoch)"},
+                               "Accuracy", "accuracy", height=260, markers=("test_acc",)),
+                        config=ui.PLOTLY_CONFIG, key=f"acc-{path}")
+        st.caption("The paper's finding: with normal training d_per stays above d_intra (a "
+                   "barely visible noise moves the logits further than the change from one "
+                   "digit to another of its class); the perceptual prior (λ > 0) brings d_per "
+                   "below d_intra.")
+    if info.job is not None and info.status in ("failed", "died"):
+        with st.expander("Log"):
+            st.code(jobs.log_tail(info.path), language=None)
+    if was_active and not info.active:
+        st.rerun()  # the run ended: refresh the whole page (the list, the refresh timer)
+
+
+with right:
+    live(st.session_state.train_watch, watched.active)

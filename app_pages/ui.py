@@ -1,0 +1,198 @@
+"""What every page of the app shares: loading models once, settings that live in the URL, the
+run picker, error display and a few small charts. Streamlit only; the work is in ``ppcore``."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Callable
+
+import streamlit as st
+
+from ppcore import jobs, lab
+from ppcore.errors import PPCoreError
+
+lab.use_threads()
+
+STATUS_COLOUR = {"running": "green", "starting": "orange", "evaluating": "blue", "stopping": "orange",
+                 "complete": "gray", "interrupted": "orange", "failed": "red", "died": "red",
+                 "queued": "gray", "not run": "gray", "unknown": "gray"}
+
+
+# -- models ----------------------------------------------------------------------------------
+
+@st.cache_resource(max_entries=32, show_spinner=False)
+def _load(path: str, mtime: float, dataset: str | None):
+    from ppcore.checkpoint import load_model
+
+    return load_model(path, dataset=dataset, device="cpu")
+
+
+def load_models(runs: list[jobs.RunInfo], dataset: str | None = None,
+                ) -> tuple[dict[str, Any], list[str]]:
+    """{run name: model} of the runs that load, and one message per run that does not (a damaged
+    file, another data set). Models stay loaded across reruns, keyed by path and file time."""
+    models, errors = {}, []
+    for run in runs:
+        try:
+            models[run.name] = _load(str(run.path), run.mtime, dataset)
+        except PPCoreError as exc:
+            errors.append(f"{run.name}: {exc}")
+    return models, errors
+
+
+def model_runs(dataset: str | None = None) -> list[jobs.RunInfo]:
+    return jobs.list_runs(dataset=dataset, with_model=True)
+
+
+# -- settings in the URL ---------------------------------------------------------------------
+
+def from_url(key: str, default: Any, cast: Callable[[str], Any] = str, *, param: str | None = None,
+             choices: list | tuple | None = None) -> None:
+    """Set ``st.session_state[key]`` once per session: from the URL's ``param`` when it is
+    there and valid (a warning names a bad one), else ``default``."""
+    if key in st.session_state:
+        return
+    param = param or key
+    raw = st.query_params.get(param)
+    value = default
+    if raw is not None:
+        try:
+            value = cast(raw)
+            if choices is not None and value not in choices:
+                raise ValueError
+        except (TypeError, ValueError):
+            _link_warning(f"the link's setting {param}={raw!r} was not understood and is "
+                          f"ignored")
+            value = default
+    st.session_state[key] = value
+
+
+def from_url_list(key: str, default: list, cast: Callable[[str], Any] = str, *,
+                  param: str | None = None, choices: list | None = None) -> None:
+    if key in st.session_state:
+        return
+    param = param or key
+    raw = st.query_params.get(param)
+    value = list(default)
+    if raw is not None:
+        try:
+            value = [cast(v) for v in raw.split(",") if v.strip()]
+        except (TypeError, ValueError):
+            _link_warning(f"the link's setting {param}={raw!r} was not understood and is "
+                          f"ignored")
+            value = list(default)
+        if choices is not None:
+            bad = [v for v in value if v not in choices]
+            if bad:
+                _link_warning(f"the link names {', '.join(map(str, bad))} under {param}, "
+                              f"which {'is' if len(bad) == 1 else 'are'} not available here")
+            value = [v for v in value if v in choices]
+    st.session_state[key] = value
+
+
+def to_url(values: dict[str, Any]) -> None:
+    """Write the page's settings into the URL (only what changed), so it can be shared."""
+    want = {}
+    for k, v in values.items():
+        if v is None or v == "" or v == []:
+            continue
+        if isinstance(v, (list, tuple)):
+            v = ",".join(fmt_num(x) if isinstance(x, float) else str(x) for x in v)
+        elif isinstance(v, bool):
+            v = "1" if v else "0"
+        elif isinstance(v, float):
+            v = fmt_num(v)
+        want[k] = str(v)
+    current = {k: st.query_params.get(k) for k in st.query_params}
+    if current != want:
+        st.query_params.from_dict(want)
+
+
+def _link_warning(text: str) -> None:
+    st.warning(text, icon=":material/link_off:")
+
+
+def parse_bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(text)
+
+
+def fmt_num(v: float) -> str:
+    return f"{v:.6g}"
+
+
+# -- small displays ----------------------------------------------------------------------------
+
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "–"
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m {seconds % 60:02d}s"
+    return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
+
+
+def run_label(run: jobs.RunInfo) -> str:
+    return run.label
+
+
+def status_badge(status: str) -> str:
+    return f":{STATUS_COLOUR.get(status, 'gray')}-badge[{status}]"
+
+
+def run_caption(run: jobs.RunInfo) -> str:
+    """One line about a run: method and settings, accuracy, data."""
+    c = run.config or {}
+    parts = [f"**{run.name}**: {run.settings_text}"]
+    if run.test_acc is not None:
+        parts.append(f"test accuracy {run.test_acc:.1%}")
+    if c.get("epochs"):
+        n = (run.record or {}).get("train_images")
+        parts.append(f"{c['epochs']} epoch{'s' if c['epochs'] != 1 else ''}"
+                     + (f" on {n:,} images" if n else ""))
+    if run.status != "complete":
+        parts.append(run.status)
+    return " · ".join(parts)
+
+
+def show_errors(messages: list[str]) -> None:
+    for m in messages:
+        st.error(m, icon=":material/error:")
+
+
+def short(path: Path | str) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def probability_chart(classes: tuple[str, ...], series: dict[str, Any], *, height: int = 230,
+                      highlight: int | None = None, title: str | None = None):
+    """Horizontal bars of class probabilities, one colour per series (e.g. clean, attacked)."""
+    import plotly.graph_objects as go
+
+    colours = {"clean": "#9aa5b1", "attacked": "#d62728", "noisy": "#1f77b4",
+               "transformed": "#d62728"}
+    fig = go.Figure()
+    labels = [f"{c}" for c in classes]
+    for name, probs in series.items():
+        fig.add_bar(y=labels, x=[float(p) for p in probs], name=name, orientation="h",
+                    marker_color=colours.get(name), hovertemplate="%{y}: %{x:.1%}<extra>"
+                    + name + "</extra>")
+    fig.update_layout(barmode="group", height=height, margin=dict(l=0, r=6, t=28 if title else 4,
+                                                                    b=0),
+                      xaxis=dict(range=[0, 1], tickformat=".0%", dtick=0.5),
+                      yaxis=dict(autorange="reversed", type="category"),
+                      legend=dict(orientation="h", y=-0.18, x=0), bargap=0.25,
+                      title=dict(text=title, font=dict(size=13)) if title else None)
+    return fig
+
+
+PLOTLY_CONFIG = {"displaylogo": False, "modeBarButtonsToRemove": ["lasso2d", "select2d"]}

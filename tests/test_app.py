@@ -1,0 +1,282 @@
+"""Every page of the app through ``streamlit.testing.v1.AppTest``: renders without an exception,
+its main controls work, an upload gives predictions, and each bad input gets its message."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from ppcore import jobs
+from tests.app_fixtures import REFUSED, good_upload, tiny_runs, upload_cases  # noqa: F401
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+PAGES = {"home": None, "train": "app_pages/train.py", "lab": "app_pages/attack_lab.py",
+         "evaluate": "app_pages/evaluate.py", "sweep": "app_pages/sweep.py"}
+
+
+def open_page(page: str, query: dict | None = None, state: dict | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=90)
+    at.query_params.update(query or {})
+    at.run()
+    if PAGES[page]:
+        at.switch_page(PAGES[page])
+        for k, v in (state or {}).items():
+            at.session_state[k] = v
+        at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def texts(at: AppTest, kind: str) -> list[str]:
+    return [e.value for e in getattr(at, kind)]
+
+
+def markdown(at: AppTest) -> str:
+    return "\n".join(texts(at, "markdown") + texts(at, "caption"))
+
+
+@pytest.fixture(scope="module")
+def evaluated(tiny_runs):  # noqa: F811
+    """A white-box result for mnist-normal on 100 test images, and a small finished sweep made
+    of copies of the tiny runs: the Evaluate and Sweep pages then have something to show."""
+    import torch
+
+    from ppcore.evaluate import evaluate, save_result
+
+    torch.set_num_threads(1)
+    run = tiny_runs["mnist-normal"]
+    out, _, _ = jobs.eval_paths(run, "whitebox", 100)
+    result = evaluate(str(run), "whitebox", limit=100, device="cpu")
+    save_result(result, out)
+    sweep = tiny_runs["runs"] / "sweeps" / "test-sweep"
+    runs = []
+    for lam in (1.0, 10.0):
+        name = f"lam-{lam:g}"
+        shutil.copytree(tiny_runs["mnist-proposed"], sweep / name)
+        (sweep / name / "eval").mkdir(exist_ok=True)
+        shutil.copy(out, sweep / name / "eval" / out.name)
+        runs.append({"name": name, "lam": lam, "xi": None, "dir": name})
+    (sweep / "sweep.json").write_text(json.dumps({
+        "id": "test-sweep", "base": {"dataset": "mnist", "method": "proposed"},
+        "lams": [1.0, 10.0], "xis": [None], "runs": runs, "eval_suite": "whitebox",
+        "eval_limit": 100}))
+    return result
+
+
+# -- every page ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("page", list(PAGES))
+def test_every_page_renders(tiny_runs, evaluated, page):  # noqa: F811
+    at = open_page(page)
+    assert at.title, "every page has a title"
+    assert not [e for e in texts(at, "error") if "damaged" not in e]
+
+
+@pytest.mark.parametrize("page", list(PAGES))
+def test_every_page_renders_with_no_checkpoint_at_all(tmp_path, monkeypatch, page):
+    monkeypatch.setenv(jobs.RUNS_ENV, os.pathsep.join([str(tmp_path / "checkpoints"),
+                                                       str(tmp_path / "runs")]))
+    at = open_page(page)
+    assert not at.error
+    if page in ("lab", "evaluate"):
+        assert any("train" in t.lower() for t in texts(at, "info"))
+
+
+def test_home_shows_clean_noisy_and_adversarial(tiny_runs):  # noqa: F811
+    at = open_page("home")
+    assert len(at.image) == 3
+    assert "adversarial" in markdown(at) and "random noise" in markdown(at)
+
+
+# -- attack lab ----------------------------------------------------------------------------
+
+def test_lab_attacks_three_models_with_pgd_and_steps_through_it(tiny_runs):  # noqa: F811
+    at = open_page("lab")
+    assert at.multiselect(key="lab_models").value == ["mnist-normal", "mnist-proposed",
+                                                      "mnist-fgsm_at"]
+    md = markdown(at)
+    assert "**PGD**" in md and "3 model(s)" in md
+    for name in ("mnist-normal", "mnist-proposed", "mnist-fgsm_at"):
+        assert f"**{name}**" in md
+    assert at.slider(key="lab_step").value == 40
+    assert len(at.get("plotly_chart")) == 3 and len(at.download_button) == 3
+    back = next(b for b in at.button if b.label == "Back")
+    back.click().run()
+    assert at.slider(key="lab_step").value == 39
+    next(b for b in at.button if b.label == "Start").click().run()
+    assert at.slider(key="lab_step").value == 0
+    at.slider(key="lab_step").set_value(7).run()
+    assert at.slider(key="lab_step").value == 7 and not at.exception
+    # the settings are in the link
+    assert at.query_params["attack"] == ["pgd"] or at.query_params["attack"] == "pgd"
+
+
+@pytest.mark.parametrize("attack", ["fgsm", "ifgsm", "deepfool", "spatial_grid", "hand"])
+def test_lab_runs_each_kind_of_attack(tiny_runs, attack):  # noqa: F811
+    at = open_page("lab")
+    at.selectbox(key="lab_attack").set_value(attack).run()
+    if attack == "hand":
+        at.slider(key="lab_p_hand_angle").set_value(25.0).run()
+    assert not at.exception and not at.error
+    md = markdown(at)
+    assert "3 model(s)" in md
+    if attack == "hand":
+        assert "angle = 25" in md
+
+
+def test_lab_transfer_attack_is_crafted_on_one_model(tiny_runs):  # noqa: F811
+    at = open_page("lab", state={"lab_attack": "fgsm"})
+    at.toggle(key="lab_transfer").set_value(True).run()
+    at.selectbox(key="lab_craft").set_value("mnist-proposed").run()
+    assert "crafted on mnist-proposed" in markdown(at)
+
+
+def test_lab_without_live_waits_for_the_run_button(tiny_runs):  # noqa: F811
+    at = open_page("lab")
+    at.toggle(key="lab_live").set_value(False).run()
+    at.number_input(key="lab_p_pgd_steps").set_value(5).run()
+    assert any("press **Run attack**" in t for t in texts(at, "info"))
+    next(b for b in at.button if b.label == "Run attack").click().run()
+    assert "steps = 5" in markdown(at) and at.slider(key="lab_step").value == 5
+
+
+def _upload(at: AppTest, case: tuple) -> AppTest:
+    at.segmented_control(key="lab_src").set_value("Upload").run()
+    at.file_uploader(key="lab_upload").set_value(case).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_an_uploaded_image_gives_predictions_and_shows_its_preprocessing(tiny_runs):  # noqa: F811
+    at = _upload(open_page("lab"), good_upload())
+    assert not at.error
+    md = markdown(at)
+    assert "From your upload to the model's input" in md and "3 model(s)" in md
+    assert "PNG · 260×220 · mode L" in md
+    assert len(at.image) >= 4 + 1 + 6  # four steps, the input, two pictures per model
+    assert len(at.get("plotly_chart")) == 3
+
+
+@pytest.mark.parametrize("case", list(upload_cases()))
+def test_each_bad_upload_gets_its_message(tiny_runs, case):  # noqa: F811
+    name, data, mime, message = upload_cases()[case]
+    at = _upload(open_page("lab"), (name, data, mime))
+    if case in REFUSED:
+        errors = texts(at, "error")
+        assert len(errors) == 1 and message in errors[0], errors
+        assert "**PGD**" not in markdown(at)  # no result from a file that was refused
+    else:
+        assert any(message in t for t in texts(at, "info")), texts(at, "info")
+        assert not at.error and "3 model(s)" in markdown(at)
+
+
+def test_a_damaged_checkpoint_is_reported_and_the_others_still_work(tiny_runs):  # noqa: F811
+    at = open_page("lab", query={"models": "mnist-damaged,mnist-normal"})
+    assert at.multiselect(key="lab_models").value == ["mnist-damaged", "mnist-normal"]
+    errors = texts(at, "error")
+    assert len(errors) == 1 and "mnist-damaged" in errors[0] and "checkpoint" in errors[0]
+    assert "1 model(s)" in markdown(at)
+
+
+def test_a_checkpoint_of_another_data_set_is_refused(tiny_runs):  # noqa: F811
+    at = open_page("lab", query={"ds": "mnist", "models": "fashion-normal,mnist-normal"})
+    errors = texts(at, "error")
+    assert any("trained on Fashion-MNIST, not MNIST" in e for e in errors), errors
+    assert at.multiselect(key="lab_models").value == ["mnist-normal"]
+
+
+def test_a_link_restores_the_lab_settings(tiny_runs):  # noqa: F811
+    at = open_page("lab", query={"attack": "fgsm", "p.eps": "0.1", "idx": "3",
+                                 "models": "mnist-normal"})
+    assert at.selectbox(key="lab_attack").value == "fgsm"
+    assert at.number_input(key="lab_p_fgsm_eps").value == pytest.approx(0.1)
+    assert at.number_input(key="lab_idx").value == 3
+    assert "eps = 0.1" in markdown(at) and "1 model(s)" in markdown(at)
+
+
+# -- train ---------------------------------------------------------------------------------
+
+def test_train_validates_lambda_and_xi_with_one_message(tiny_runs):  # noqa: F811
+    at = open_page("train")
+    assert at.number_input(key="train_lam").value == 10 and \
+        at.number_input(key="train_xi").value == pytest.approx(0.3)
+    start = next(b for b in at.button if b.label == "Start training")
+    assert not start.disabled
+    at.number_input(key="train_lam").set_value(-1.0).run()
+    assert texts(at, "error") == ["lambda must be >= 0, got -1.0"]
+    assert next(b for b in at.button if b.label == "Start training").disabled
+    at.number_input(key="train_lam").set_value(10.0).run()
+    at.number_input(key="train_xi").set_value(1.5).run()
+    assert texts(at, "error") == ["xi must be in [0, 1], got 1.5"]
+    next(b for b in at.button if b.label.startswith("Paper's preset")).click().run()
+    assert at.number_input(key="train_xi").value == pytest.approx(0.3) and not at.error
+    at.selectbox(key="train_method").set_value("normal").run()
+    assert "train_lam" not in [w.key for w in at.number_input]
+
+
+def test_train_reads_its_settings_from_the_link(tiny_runs):  # noqa: F811
+    at = open_page("train", query={"method": "ablation2", "lam": "3", "xi": "abc",
+                                   "epochs": "4"})
+    assert at.selectbox(key="train_method").value == "ablation2"
+    assert at.number_input(key="train_lam").value == 3.0
+    assert at.number_input(key="train_epochs").value == 4
+    assert any("xi='abc'" in w for w in texts(at, "warning"))
+
+
+def test_train_starts_a_background_run_and_shows_it(tiny_runs):  # noqa: F811
+    at = open_page("train", state={"train_epochs": 1, "train_limit": 1000,
+                                   "train_name": "from-the-app"})
+    next(b for b in at.button if b.label == "Start training").click().run()
+    run = tiny_runs["runs"] / "from-the-app"
+    try:
+        assert (run / "job.json").is_file()
+        assert at.session_state["train_watch"] == str(run)
+        assert "from-the-app" in markdown(at)
+    finally:
+        jobs.stop(run)
+        end = time.time() + 60
+        while jobs.read_run(run).active and time.time() < end:
+            time.sleep(0.3)
+    assert not jobs.read_run(run).active
+
+
+def test_train_page_shows_a_finished_runs_figure_1(tiny_runs):  # noqa: F811
+    at = open_page("train", state={"train_watch": str(tiny_runs["mnist-proposed"])})
+    assert "mnist-proposed" in markdown(at)
+    assert len(at.get("plotly_chart")) == 3 and len(at.metric) == 5
+
+
+# -- evaluate and sweep --------------------------------------------------------------------
+
+def test_evaluate_shows_a_saved_result_beside_the_paper(tiny_runs, evaluated):  # noqa: F811
+    at = open_page("evaluate", query={"ckpts": "mnist-normal", "suite": "whitebox",
+                                      "limit": "100"})
+    assert not at.error
+    assert len(at.dataframe) == 1
+    df = at.dataframe[0].value
+    assert "mnist-normal · paper" in df.columns
+    assert df.loc["PGD-40 (accuracy %)", "mnist-normal · paper"] == pytest.approx(0.03)
+    assert df.loc["Clean (accuracy %)", "mnist-normal"] == pytest.approx(
+        evaluated["results"]["clean"])
+    assert "Sanity checks" in markdown(at)
+
+
+def test_evaluate_offers_a_source_model_for_the_blackbox_suite(tiny_runs):  # noqa: F811
+    at = open_page("evaluate", query={"ckpts": "mnist-normal", "suite": "blackbox"})
+    assert at.selectbox(key="eval_source").value == "mnist-normal"
+    assert not at.error
+
+
+def test_sweep_plots_accuracy_against_lambda(tiny_runs, evaluated):  # noqa: F811
+    at = open_page("sweep")
+    assert at.selectbox(key="sw_pick").value.endswith("test-sweep")
+    assert len(at.get("plotly_chart")) == 1 and len(at.dataframe) == 1
+    table = at.dataframe[0].value
+    assert list(table["λ"]) == [1.0, 10.0] and list(table["status"]) == ["complete"] * 2
+    assert table["PGD %"].notna().all()
