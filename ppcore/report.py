@@ -77,6 +77,10 @@ EXPECTED = {
 WHITEBOX_ROWS = ["normal", "fgsm_at", "pgd_at", "pgd_at-short", "alp", "proposed", "ablation1",
                  "ablation2", "ablation3", "trades", "fgsm_rs"]
 FLAG_POINTS = 2.0
+#: Figure 1's runs: the paper's normal and PGD-AT rows, the proposed model (issue 2), and the
+#: cheap adversarial trainings as stand-ins where PGD-AT could not be trained
+FIGURE1_RUNS = ("mnist-normal", "mnist-proposed", "mnist-pgd_at", "mnist-pgd_at-short",
+                "mnist-fgsm_at", "mnist-fgsm_rs")
 DATASET_TITLES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
 
 
@@ -425,17 +429,20 @@ class Report:
         return Path("figures") / name
 
     def figure1(self) -> None:
-        names = [n for n in ("mnist-normal", "mnist-proposed", "mnist-pgd_at", "mnist-pgd_at-short")
-                 if n in self.runs]
+        names = [n for n in FIGURE1_RUNS if n in self.runs]
         series = {n: [m for m in self.runs[n].metrics if m.get("type") == "iter"] for n in names}
         series = {n: s for n, s in series.items() if s}
         if not series:
             self.add("## Figure 1 — feature distances over training\n\nNo metrics found.")
             return
         plt = _pyplot()
-        fig, axes = plt.subplots(1, len(series), figsize=(4.2 * len(series), 3.4), squeeze=False)
+        ncols = min(3, len(series))
+        nrows = -(-len(series) // ncols)
+        fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.3 * nrows), squeeze=False)
+        for ax in axes.flat[len(series):]:
+            ax.set_visible(False)
         rows = []
-        for ax, (n, s) in zip(axes[0], series.items()):
+        for ax, (n, s) in zip(axes.flat, series.items()):
             it = [m["iter"] for m in s]
             for key, style in (("d_per", "-"), ("d_intra", "--"), ("d_inter", ":")):
                 ax.plot(it, [m[key] for m in s], style, label=key)
@@ -495,14 +502,15 @@ class Report:
                 if c.get("acc"):
                     axes[0].plot(c["eps"], c["acc"], marker="o", ms=3, label=n)
                 if c.get("loss"):
-                    axes[1].plot(c.get("loss_eps", c["eps"]), c["loss"], marker="o", ms=3,
-                                 label=n)
-                rows.append([f"`{n}`", " ".join(f"{e:g}" for e in c["eps"]),
+                    axes[1].plot(c["loss_eps"], c["loss"], marker="o", ms=3, label=n)
+                rows.append([f"`{n}`", str(self.runs[n].evals["sanity"].get("images", "–")),
+                             " ".join(f"{e:g}" for e in c["eps"]),
                              " ".join(_fmt(a, 1) for a in c.get("acc") or []),
+                             " ".join(f"{e:g}" for e in c["loss_eps"]),
                              " ".join(_fmt(v, 2) for v in c.get("loss") or []),
                              c.get("verdict", "–")])
             axes[0].set_xlabel("eps")
-            axes[0].set_ylabel("PGD accuracy %")
+            axes[0].set_ylabel("PGD-40 accuracy %")
             axes[1].set_xlabel("eps")
             axes[1].set_ylabel("mean FGSM loss")
             for ax in axes:
@@ -512,7 +520,8 @@ class Report:
             path = self._savefig(fig, f"figure2_3_{ds}.png")
             parts.append(f"### {DATASET_TITLES.get(ds, ds)}\n\n![Figures 2 and 3, {ds}]"
                          f"({path.as_posix()})\n\n" + self.caption(f"Figures 2/3, {ds}") + "\n\n"
-                         + _table(["run", "eps", "PGD accuracy %", "FGSM loss", "verdict"], rows))
+                         + _table(["run", "test images", "PGD eps", "PGD accuracy %",
+                                   "FGSM eps", "mean FGSM loss", "checks"], rows))
         self.add("\n\n".join(parts))
         self.note("sanity")
 
@@ -646,22 +655,22 @@ def _mean(rows: list[dict], key: str) -> float:
 
 
 def _sanity_curves(data: dict | None) -> dict | None:
-    """eps, accuracy (%) and loss lists from a sanity-suite JSON."""
+    """Figure 2 (eps, PGD accuracy in %) and Figure 3 (eps, mean FGSM loss) from a sanity-suite
+    JSON of ``python -m ppcore eval``, with its checks' outcomes."""
     if not isinstance(data, dict):
         return None
-    c = data.get("curves") or data
-    eps = c.get("eps") or c.get("eps_values")
+    c = data.get("curves") or {}
+    eps = c.get("eps")
     if not eps:
         return None
-    acc = c.get("accuracy") or c.get("acc") or c.get("pgd_accuracy")
-    if acc and max(acc) <= 1.0:
-        acc = [a * 100 for a in acc]
-    loss = c.get("loss") or c.get("fgsm_loss")
-    out = {"eps": list(eps), "acc": acc, "loss": loss}
-    verdict = data.get("verdict") or data.get("verdicts")
-    if verdict:
-        out["verdict"] = verdict if isinstance(verdict, str) else "; ".join(
-            str(v) for v in (verdict.values() if isinstance(verdict, dict) else verdict))
+    out = {"eps": list(eps), "acc": c.get("accuracy"), "loss_eps": c.get("loss_eps") or eps,
+           "loss": c.get("loss"), "steps": (c.get("pgd") or {}).get("steps")}
+    checks = data.get("checks") or []
+    if checks:
+        out["verdict"] = "; ".join(
+            f"{ch.get('name')}: " + {True: "pass", False: "**FAIL**"}.get(ch.get("passed"),
+                                                                           "not run")
+            for ch in checks)
     return out
 
 
