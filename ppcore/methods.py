@@ -166,8 +166,15 @@ _ADV = {  # eps, step, steps of the paper's (Madry et al.'s) PGD per data set
 _DATASETS = tuple(_XI)
 
 
+# Initial learning rate on MNIST / Fashion-MNIST for the losses with a pairing term or an
+# adversarial inner loop: at 0.01 (the normal-training default) lambda = 10 drives the proposed
+# loss to NaN within the first epoch and PGD-AT collapses to chance; 0.005 trains both.
+_LR_STABLE = {"mnist": dict(lr=0.005), "fashion-mnist": dict(lr=0.005), "cifar10": {}}
+
+
 def _perceptual_presets(lam: dict | float, xi: dict) -> dict[str, dict]:
-    return {d: dict(lam=lam[d] if isinstance(lam, dict) else lam, xi=xi[d]) for d in _DATASETS}
+    return {d: dict(lam=lam[d] if isinstance(lam, dict) else lam, xi=xi[d], **_LR_STABLE[d])
+            for d in _DATASETS}
 
 
 _SPATIAL = dict(max_rot=30.0, max_trans=3.0)
@@ -189,22 +196,22 @@ METHODS: dict[str, Method] = {m.name: m for m in [
     Method("proposed_spatial", "Proposed, spatial pairs (Table 5)",
            "the proposed loss with a random rotation (+-30 deg) / translation (+-3 px) as pair",
            _perceptual("spatial"), ("lam", "max_rot", "max_trans"),
-           {d: dict(lam=_LAM[d], **_SPATIAL) for d in _DATASETS}, pair="spatial"),
+           {d: dict(lam=_LAM[d], **_SPATIAL, **_LR_STABLE[d]) for d in _DATASETS}, pair="spatial"),
     Method("proposed_noise_spatial", "Proposed, noise and spatial pairs (Table 5)",
            "the proposed loss; half the pairs l-inf noise, half rotation/translation",
            _perceptual("linf+spatial"), ("lam", "xi", "max_rot", "max_trans"),
-           {d: dict(lam=_LAM[d], xi=_XI[d], **_SPATIAL) for d in _DATASETS},
+           {d: dict(lam=_LAM[d], xi=_XI[d], **_SPATIAL, **_LR_STABLE[d]) for d in _DATASETS},
            pair="linf+spatial"),
     Method("fgsm_at", "FGSM adversarial training (Goodfellow et al. 2015)",
            "0.5 CE(clean) + 0.5 CE(FGSM)", _fgsm_at, ("eps",),
            {d: dict(eps=_ADV[d]["eps"]) for d in _DATASETS}),
     Method("pgd_at", "PGD adversarial training (Madry et al. 2018)",
            "CE on PGD examples with random start", _pgd_at, ("eps", "alpha", "steps"),
-           {d: dict(_ADV[d]) for d in _DATASETS}, adversarial=True),
+           {d: dict(_ADV[d], **_LR_STABLE[d]) for d in _DATASETS}, adversarial=True),
     Method("alp", "Adversarial logit pairing (Kannan et al. 2018)",
            "mixed clean/PGD CE + lambda * ||f(x) - f(x_adv)||^2", _alp,
            ("lam", "eps", "alpha", "steps"),
-           {d: dict(lam=0.5, **_ADV[d]) for d in _DATASETS}, adversarial=True),
+           {d: dict(lam=0.5, **_ADV[d], **_LR_STABLE[d]) for d in _DATASETS}, adversarial=True),
     Method("trades", "TRADES (Zhang et al. 2019)",
            "CE(clean) + lambda (beta) * KL(f(x) || f(x_adv)), x_adv from PGD on the KL", _trades,
            ("lam", "eps", "alpha", "steps"),
@@ -219,7 +226,8 @@ METHODS: dict[str, Method] = {m.name: m for m in [
 
 
 def preset(method: str, dataset: str) -> dict:
-    """The paper's hyper-parameters of ``method`` on ``dataset`` (empty for ``normal``)."""
+    """The paper's hyper-parameters of ``method`` on ``dataset`` (empty for ``normal``), with
+    the initial learning rate where the method needs another than the data set's default."""
     return dict(METHODS[method].presets.get(dataset, {}))
 
 

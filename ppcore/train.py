@@ -202,6 +202,10 @@ class Trainer:
             if self._stop:
                 break
             out = self.method.loss(model, x, y, cfg, self.noise_gen)
+            if not torch.isfinite(out.loss):  # a CPU-GPU sync point, but a cheap one
+                raise PPCoreError(
+                    f"the loss became {float(out.loss)} at iteration {self.iteration + 1}: "
+                    f"training diverged; lower the learning rate (now {cfg.lr:g}) or lambda")
             self.opt.zero_grad(set_to_none=True)
             out.loss.backward()
             self.opt.step()

@@ -127,3 +127,12 @@ def test_resume_refuses_a_run_made_with_other_settings(tmp_path):
                         limit_test=50, lr=0.5)
     with pytest.raises(ppcore.PPCoreError, match="other settings \\(lr\\)"):
         Trainer(other, tmp_path, CPU, progress=False).fit(resume=True)
+
+
+def test_a_diverging_run_stops_with_a_clear_message_and_keeps_its_record(tmp_path):
+    cfg = make_config("mnist", method="proposed", lam=1000.0, lr=1.0, epochs=1, batch_size=20,
+                      limit_train=400, limit_test=50)
+    with pytest.raises(ppcore.PPCoreError, match="training diverged; lower the learning rate"):
+        Trainer(cfg, tmp_path, CPU, progress=False).fit()
+    assert load_record(tmp_path)["status"] == "failed"
+    assert json.loads((tmp_path / "status.json").read_text())["status"] == "failed"
