@@ -299,7 +299,7 @@ class Report:
                                                        "max_rot", "max_trans")
                            if cfg.get(k) is not None)
             rows.append([f"`{run.name}`", cfg.get("name") or cfg.get("method", ""),
-                         cfg.get("model", ""), hp or "–",
+                         cfg.get("model", ""), hp or "–", f"{cfg.get('lr', 0):g}",
                          f"{rec.get('epochs_done', '?')}/{cfg.get('epochs', '?')}",
                          str(rec.get("train_images", "?")),
                          _fmt(acc * 100 if acc is not None else None),
@@ -307,7 +307,7 @@ class Report:
         self.add("## Checkpoints\n\nEvery folder under `checkpoints/` holds `model.pt`, "
                  "`model.json` (the full training record: settings, per-epoch times, note) and "
                  "`metrics.jsonl`; `eval/<suite>.json` holds its evaluation results.\n\n"
-                 + _table(["folder", "method (name)", "model", "hyper-parameters", "epochs",
+                 + _table(["folder", "method (name)", "model", "hyper-parameters", "lr", "epochs",
                            "train images", "test acc. %", "test images", "status"], rows))
         missing = []
         for ds, keys in EXPECTED.items():
@@ -404,7 +404,8 @@ class Report:
             p = paper["rows"].get(_paper_key(k))
             if run is None:
                 if k != "pgd_at-short":
-                    rows.append([f"{k} (not trained)"] + [f"– ({_fmt(v, 2)})" for v in p])
+                    rows.append([f"{k} (not trained)"] + [
+                        f"– ({_fmt(v, 2 if i % 2 == 0 else 3)})" for i, v in enumerate(p)])
                 continue
             runs.append(run)
             vals = [eval_value(run, "unbounded", c)[0] for c in paper["columns"]]
@@ -571,7 +572,8 @@ class Report:
             base = self.run(f"{ds}-normal")
             base_t = base.epoch_time if base else None
             paper_t = PAPER[table]["time"]
-            for run in sorted((r for r in self.runs.values() if r.dataset == ds),
+            for run in sorted((r for r in self.runs.values()
+                               if r.dataset == ds and not r.name.startswith("sweep-")),
                               key=lambda r: r.name):
                 t = run.epoch_time
                 if t is None:
@@ -635,13 +637,12 @@ class Report:
             "could not train — and full-test-set evaluation are:\n\n"
             "```bash\n"
             "EPOCHS=10 DEVICE=cuda scripts/train_checkpoints.sh cheap pgd-short sweep adversarial\n"
-            "for d in checkpoints/mnist-* checkpoints/fashion-mnist-*; do\n"
-            "  for s in whitebox autoattack sanity; do\n"
-            "    python -m ppcore eval --checkpoint $d --suite $s --json $d/eval/$s.json\n"
-            "  done\n"
-            "done\n"
-            "python -m ppcore report\n"
-            "```")
+            "DEVICE=cuda scripts/eval_checkpoints.sh   # no LIMIT_*: the full test sets; "
+            "then runs the report\n"
+            "```\n\n"
+            "The CPU run behind this file used `EPOCHS=2` (some runs 1, see the table of "
+            "checkpoints) and the `LIMIT_*` values written at the top of "
+            "`scripts/eval_checkpoints.sh`.")
         self.note("reproduce")
 
 
