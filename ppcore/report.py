@@ -636,7 +636,7 @@ class Report:
             "GPU, the full set — longer schedules and the PGD-AT / ALP / TRADES models this CPU "
             "could not train — and full-test-set evaluation are:\n\n"
             "```bash\n"
-            "EPOCHS=10 DEVICE=cuda scripts/train_checkpoints.sh cheap pgd-short sweep adversarial\n"
+            "EPOCHS=10 DEVICE=cuda scripts/train_checkpoints.sh cheap sweep adversarial\n"
             "DEVICE=cuda scripts/eval_checkpoints.sh   # no LIMIT_*: the full test sets; "
             "then runs the report\n"
             "```\n\n"

@@ -35,7 +35,17 @@
 # than Madry's Adam.
 #
 # A GPU user reproduces everything with, e.g.:
-#   EPOCHS=10 DEVICE=cuda scripts/train_checkpoints.sh cheap pgd-short sweep adversarial
+#   EPOCHS=10 DEVICE=cuda scripts/train_checkpoints.sh cheap sweep adversarial
+#
+# The committed CPU checkpoints (2 shared vCPUs, OMP_NUM_THREADS=1 per process, several streams
+# in parallel) came from:
+#   EPOCHS=2 ONLY="<normal proposed fgsm_at net_a net_b fgsm_rs of MNIST; normal proposed of
+#     Fashion-MNIST>" scripts/train_checkpoints.sh cheap
+#   EPOCHS=1 ONLY="<MNIST ablation1-3, proposed_spatial, proposed_noise_spatial; Fashion-MNIST
+#     fgsm_at net_a net_b fgsm_rs>" scripts/train_checkpoints.sh cheap      (time ran short)
+#   SWEEP_EPOCHS=2 SWEEP_LIMIT=20000 scripts/train_checkpoints.sh sweep
+# each record's note says which. pgd-short was tried (lr 0.005) and stopped at chance accuracy
+# after 650 iterations; it is not shipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
