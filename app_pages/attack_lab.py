@@ -43,14 +43,16 @@ default_attack = "pgd" if "pgd" in ATTACKS else next(iter(ATTACKS))
 ui.from_url("lab_attack", default_attack, param="attack", choices=list(ATTACKS))
 
 
-def _default_models(names: list[str]) -> list[str]:
-    picked = []
-    for want in ("normal", "proposed", "pgd_at", "fgsm_at", "trades", "alp"):
-        for n in names:
-            if n not in picked and want in n.split("/")[-1] and len(picked) < 3:
-                picked.append(n)
-                break
-    return picked or names[:3]
+def _default_models(runs: list) -> list[str]:
+    """Up to three finished models to compare: normal, proposed and an adversarially trained
+    one where there are such, the paper's settings (not a sweep's) first."""
+    picked: list[str] = []
+    for want in ("normal", "proposed", "pgd_at", "trades", "alp", "fgsm_at"):
+        pool = [r for r in runs if r.method == want and r.name not in picked]
+        pool.sort(key=lambda r: (r.status != "complete", "sweep" in r.name.lower()))
+        if pool and len(picked) < 3:
+            picked.append(pool[0].name)
+    return picked or [r.name for r in runs[:3]]
 
 
 c_img, c_models, c_attack = st.columns([1.05, 1.1, 1.2], gap="medium")
@@ -112,7 +114,7 @@ with c_img:
 
 names = [r.name for r in by_ds[ds]]
 run_by_name = {r.name: r for r in by_ds[ds]}
-ui.from_url_list("lab_models", _default_models(names), param="models",
+ui.from_url_list("lab_models", _default_models(by_ds[ds]), param="models",
                  choices=names + [r.name for r in runs if r.dataset != ds])
 # a model of another data set named in the link: explain, then drop it
 wrong = [n for n in st.session_state.lab_models if n not in run_by_name]
@@ -120,9 +122,10 @@ if wrong:
     for n in wrong:
         other = next((r for r in runs if r.name == n), None)
         if other is not None:
-            st.error(f"checkpoint '{n}' was trained on "
-                     f"{DATASETS[other.dataset].title if other.dataset in DATASETS else other.dataset}"
-                     f", not {info.title}: it cannot see this image", icon=":material/block:")
+            title = DATASETS[other.dataset].title if other.dataset in DATASETS else \
+                other.dataset
+            st.error(f"checkpoint '{n}' was trained on {title}, not {info.title}: it cannot "
+                     f"see this image", icon=":material/block:")
     st.session_state.lab_models = [n for n in st.session_state.lab_models if n in run_by_name]
 
 with c_models:
@@ -191,7 +194,7 @@ if upload_steps:
         st.markdown("**From your upload to the model's input**")
         step_cols = st.columns(len(upload_steps))
         for col, (caption, im) in zip(step_cols, upload_steps):
-            col.image(images.fit_for_display(im, 140), caption=caption)
+            col.image(images.fit_for_display(im, 140, square=True), caption=caption)
 
 if x is None or not models:
     if x is not None and not chosen:
@@ -277,17 +280,16 @@ def show_result() -> None:
     st.markdown(f"{head} · {len(result.views)} model(s) · {result.seconds:.2f} s")
     if steps > 1:
         step = _step_controls(steps)
+    legend = st.container(horizontal=True, vertical_alignment="center")
+    legend.image(lab.colour_bar(160, 12))
+    legend.caption("Change from the input: blue darker, white unchanged, red brighter; full "
+                   "colour at the largest change, so even a faint perturbation shows.")
     cols = st.columns([0.8] + [1.25] * len(result.views), gap="medium")
     with cols[0]:
         st.markdown("**Input**")
         st.image(images.fit_for_display(result.original, 150))
-        truth = f"true class: **{classes[label]}**" if label is not None else \
-            "true class: unknown"
-        st.caption(truth)
-        st.markdown("**Perturbation colours**")
-        st.image(lab.colour_bar(150, 12))
-        st.caption("blue: darker · white: unchanged · red: brighter; full colour at the "
-                   "largest change (amplified)")
+        st.caption(f"true class: **{classes[label]}**" if label is not None else
+                   "true class: unknown (each model's own answer is the one to change)")
     for col, v in zip(cols[1:], result.views):
         with col:
             fr = result.frame(v, step if v.frames is not None and steps > 1 else None)

@@ -41,6 +41,9 @@ source = None
 if SUITES[suite].needs_source:
     datasets = {by_name[n].dataset for n in chosen}
     sources = [n for n in names if by_name[n].dataset in datasets] or names
+    # the paper crafts its black-box attacks on Net-A / Net-B; else any other model
+    sources.sort(key=lambda n: ((by_name[n].config or {}).get("model") not in ("net-a", "net-b"),
+                                n in chosen, by_name[n].status != "complete"))
     ui.from_url("eval_source", sources[0], param="source", choices=sources)
     source_name = c2.selectbox("Source model (the attacks are crafted on it)", sources,
                                key="eval_source")
@@ -91,6 +94,11 @@ def results(was_running: bool) -> None:
     import plotly.graph_objects as go
 
     now = {n: jobs.eval_state(by_name[n].path, suite, lim, source) for n in chosen}
+    for n, s in now.items():  # nothing at this size: show what was saved at another
+        if s.state == "none" and source is None:
+            other = jobs.latest_eval(by_name[n].path, suite)
+            if other is not None:
+                s.result, s.state = other, "other"
     done = {n: s for n, s in now.items() if s.result is not None}
     for n, s in now.items():
         if s.state == "running":
@@ -106,6 +114,9 @@ def results(was_running: bool) -> None:
         elif s.state == "none":
             st.caption(f"{n}: not yet evaluated with this suite on "
                        f"{'all' if not lim else lim} test images.")
+        elif s.state == "other":
+            st.caption(f"{n}: showing the saved result on {s.result.get('n_images', '?'):,} "
+                       f"test images; Run evaluation for {'all' if not lim else lim}.")
         elif s.state == "stale":
             st.warning(f"{n}: this result predates the checkpoint (it was trained again "
                        f"since): run the evaluation again.", icon=":material/history:")

@@ -75,23 +75,6 @@ if st.button("Start sweep", type="primary", icon=":material/play_arrow:", disabl
     except (PPCoreError, OSError) as exc:
         st.error(f"could not start the sweep: {exc}", icon=":material/error:")
 
-st.subheader("Sweeps", divider="gray")
-sweeps = jobs.list_sweeps()
-if not sweeps:
-    st.info("No sweep yet: choose λ values above and start one.", icon=":material/info:")
-    st.stop()
-by_dir = {str(s.dir): s for s in sweeps}
-link = st.query_params.get("sweep")
-if st.session_state.get("sw_pick") not in by_dir:
-    st.session_state.sw_pick = next((d for d, s in by_dir.items() if s.id == link or d == link),
-                                    str(sweeps[0].dir))
-pick = st.selectbox("Sweep", list(by_dir), key="sw_pick",
-                    format_func=lambda d: f"{by_dir[d].id} · {by_dir[d].spec['base'].get('method')}"
-                                          f" on {by_dir[d].spec['base'].get('dataset')} · "
-                                          f"λ {', '.join(f'{v:g}' for v in by_dir[d].spec['lams'])}"
-                                          + (" · running" if by_dir[d].active else ""))
-
-
 def _pgd(result: dict | None) -> tuple[float | None, float | None, str]:
     if not result:
         return None, None, ""
@@ -100,11 +83,59 @@ def _pgd(result: dict | None) -> tuple[float | None, float | None, str]:
     return res.get("clean"), res.get(col), col.replace("_", "-").upper()
 
 
-@st.fragment(run_every=2.0 if by_dir[pick].active else None)
-def show(path: str, was_active: bool) -> None:
+def lambda_figure(points: list[tuple], title: str):
+    """Clean and PGD accuracy against λ on a log axis; ``points``: (λ, ξ, clean, pgd, column)."""
     import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
 
+    fig = go.Figure()
+    xis_here = sorted({p[1] for p in points}, key=lambda v: -1 if v is None else v)
+    dashes = ["solid", "dash", "dot", "dashdot", "longdash", "longdashdot"]
+    for i, xi in enumerate(xis_here):
+        pts = sorted((p for p in points if p[1] == xi and p[0] > 0), key=lambda p: p[0])
+        tag = "" if xi is None else f", ξ = {xi:g}"
+        dash = dashes[i % len(dashes)]
+        fig.add_scatter(x=[p[0] for p in pts], y=[p[2] for p in pts], name=f"clean{tag}",
+                        mode="lines+markers", line=dict(color="#1f77b4", dash=dash),
+                        marker=dict(size=9))
+        col = next((p[4] for p in pts if p[4]), "PGD")
+        fig.add_scatter(x=[p[0] for p in pts], y=[p[3] for p in pts], name=f"{col}{tag}",
+                        mode="lines+markers", line=dict(color="#d62728", dash=dash),
+                        marker=dict(size=9))
+    fig.update_layout(height=380, margin=dict(l=0, r=0, t=40, b=0),
+                      title=dict(text=title, font=dict(size=14)), legend=dict(orientation="h"),
+                      xaxis=dict(type="log", title="λ (log scale)"),
+                      yaxis=dict(title="test accuracy (%)", range=[0, 100]))
+    return fig
+
+
+def _table(rows: list[dict]) -> None:
+    st.dataframe(rows, hide_index=True, use_container_width=True,
+                 column_config={"clean %": st.column_config.NumberColumn(format="%.1f"),
+                                "PGD %": st.column_config.NumberColumn(format="%.1f")})
+
+
+st.subheader("Sweeps", divider="gray")
+sweeps = jobs.list_sweeps()
+if not sweeps:
+    st.info("No sweep started from here yet: choose λ values above and start one. Below: "
+            "every run of the method found, by λ.", icon=":material/info:")
+    pick = None
+else:
+    by_dir = {str(s.dir): s for s in sweeps}
+    link = st.query_params.get("sweep")
+    if st.session_state.get("sw_pick") not in by_dir:
+        st.session_state.sw_pick = next(
+            (d for d, s in by_dir.items() if s.id == link or d == link), str(sweeps[0].dir))
+    pick = st.selectbox(
+        "Sweep", list(by_dir), key="sw_pick",
+        format_func=lambda d: f"{by_dir[d].id} · {by_dir[d].spec['base'].get('method')} on "
+                              f"{by_dir[d].spec['base'].get('dataset')} · λ "
+                              f"{', '.join(f'{v:g}' for v in by_dir[d].spec['lams'])}"
+                              + (" · running" if by_dir[d].active else ""))
+
+
+@st.fragment(run_every=2.0 if pick and jobs.read_sweep(pick).active else None)
+def show(path: str, was_active: bool) -> None:
     sw = jobs.read_sweep(path)
     if sw is None:
         st.error("This sweep's folder is gone or damaged.")
@@ -118,8 +149,7 @@ def show(path: str, was_active: bool) -> None:
     if sw.active and head[1].button("Stop sweep", icon=":material/stop:"):
         jobs.stop_sweep(sw.dir)
         st.toast("Stopping the sweep: the running training saves its checkpoint")
-    points = []
-    table = []
+    points, table = [], []
     for meta, run in zip(spec["runs"], sw.runs):
         ev = jobs.eval_state(run.path, spec.get("eval_suite") or "whitebox",
                              spec.get("eval_limit")) if run.has_model else None
@@ -132,33 +162,46 @@ def show(path: str, was_active: bool) -> None:
         points.append((meta["lam"], meta.get("xi"), clean, pgd, col))
         table.append({"λ": meta["lam"], "ξ": meta.get("xi"), "status": status,
                       "clean %": clean, "PGD %": pgd, "run": run.name})
-    fig = make_subplots(specs=[[{"secondary_y": False}]])
-    xis_here = sorted({p[1] for p in points}, key=lambda v: -1 if v is None else v)
-    for xi in xis_here:
-        pts = sorted((p for p in points if p[1] == xi and p[0] > 0), key=lambda p: p[0])
-        tag = "" if xi is None else f", ξ = {xi:g}"
-        fig.add_scatter(x=[p[0] for p in pts], y=[p[2] for p in pts], name=f"clean{tag}",
-                        mode="lines+markers", line=dict(color="#1f77b4"),
-                        connectgaps=False)
-        col = next((p[4] for p in pts if p[4]), "PGD")
-        fig.add_scatter(x=[p[0] for p in pts], y=[p[3] for p in pts], name=f"{col}{tag}",
-                        mode="lines+markers", line=dict(color="#d62728"), connectgaps=False)
-    fig.update_layout(height=380, margin=dict(l=0, r=0, t=40, b=0),
-                      title="Accuracy against λ (Figure 4)", legend=dict(orientation="h"),
-                      xaxis=dict(type="log", title="λ (log scale)"),
-                      yaxis=dict(title="test accuracy (%)", range=[0, 100]))
     g, t = st.columns([1.6, 1])
-    g.plotly_chart(fig, config=ui.PLOTLY_CONFIG, key=f"fig4-{path}")
-    t.dataframe(table, hide_index=True, use_container_width=True,
-                column_config={"clean %": st.column_config.NumberColumn(format="%.1f"),
-                               "PGD %": st.column_config.NumberColumn(format="%.1f")})
-    zero = [p for p in points if p[0] == 0]
-    if zero:
-        t.caption("λ = 0 has no place on a log axis: see its row in the table.")
+    g.plotly_chart(lambda_figure(points, "This sweep: accuracy against λ (Figure 4)"),
+                   config=ui.PLOTLY_CONFIG, key=f"fig4-{path}")
+    with t:
+        _table(table)
+        if any(p[0] == 0 for p in points):
+            st.caption("λ = 0 has no place on a log axis: see its row in the table.")
     if sw.job is not None and sw.job.state in ("failed", "lost") and sw.job.error:
         st.error(sw.job.error, icon=":material/error:")
     if was_active and not sw.active:
         st.rerun()
 
 
-show(pick, by_dir[pick].active)
+if pick:
+    show(pick, jobs.read_sweep(pick).active)
+
+# every finished run of the method on the data set, wherever it came from (e.g. the shipped
+# checkpoints of scripts/train_checkpoints.sh sweep)
+st.subheader(f"Every {METHODS[method].title} run on {DATASETS[ds].title}, by λ",
+             divider="gray")
+found = [r for r in jobs.list_runs(dataset=ds, with_model=True)
+         if r.method == method and r.status == "complete"]
+points, table = [], []
+for r in found:
+    lam = (r.config or {}).get("lam")
+    if lam is None:
+        continue
+    clean, pgd, col = _pgd(jobs.latest_eval(r.path, "whitebox"))
+    if clean is None and r.test_acc is not None:
+        clean = 100 * r.test_acc
+    points.append((lam, (r.config or {}).get("xi"), clean, pgd, col))
+    table.append({"λ": lam, "ξ": (r.config or {}).get("xi"), "clean %": clean, "PGD %": pgd,
+                  "run": r.name})
+if not points:
+    st.caption("No finished run of this method on this data set yet.")
+else:
+    g, t = st.columns([1.6, 1])
+    g.plotly_chart(lambda_figure(points, "All runs found: accuracy against λ"),
+                   config=ui.PLOTLY_CONFIG, key="fig4-found")
+    with t:
+        _table(sorted(table, key=lambda r: (r["λ"], r["ξ"] or 0)))
+        st.caption("PGD accuracy needs a white-box evaluation of the run (Evaluate page); "
+                   "runs differ in more than λ when their epochs or images differ.")

@@ -38,9 +38,13 @@ def _defaults(ds: str, method: str) -> dict:
 
 
 def _apply_preset() -> None:
+    """The paper's settings of the method on the data set (λ, ξ, ... and, where the method
+    needs another, the learning rate); epochs and batch size stay as they are."""
     ds, method = st.session_state.train_ds, st.session_state.train_method
+    st.session_state.train_lr = _defaults(ds, method)["lr"]
     for k, v in preset(method, ds).items():
-        st.session_state[f"train_{k}"] = v
+        if k in HYPER or k == "lr":
+            st.session_state[f"train_{k}"] = v
     if st.session_state.get("train_model") not in _models_for(ds):
         st.session_state.train_model = DEFAULT_MODEL[ds]
 
@@ -98,7 +102,8 @@ with c2:
                                                   key=f"train_{k}", help=help_))
     p = preset(method, ds)
     if p:
-        shown = ", ".join(f"{HYPER[k][0].split(' ')[0]} = {v:.4g}" for k, v in p.items())
+        shown = ", ".join(f"{HYPER[k][0].split(' ')[0] if k in HYPER else k} = {v:.4g}"
+                          for k, v in p.items())
         st.button(f"Paper's preset ({shown})", on_click=_apply_preset, icon=":material/restore:",
                   help=f"the settings of the paper (or of the method's own paper) for "
                        f"{DATASETS[ds].title}")

@@ -14,7 +14,8 @@ from ppcore.errors import PPCoreError
 
 lab.use_threads()
 
-STATUS_COLOUR = {"running": "green", "starting": "orange", "evaluating": "blue", "stopping": "orange",
+STATUS_COLOUR = {"running": "green", "starting": "orange", "evaluating": "blue",
+                 "stopping": "orange",
                  "complete": "gray", "interrupted": "orange", "failed": "red", "died": "red",
                  "queued": "gray", "not run": "gray", "unknown": "gray"}
 

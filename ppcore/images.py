@@ -303,9 +303,17 @@ def png_bytes(x: torch.Tensor | Image.Image) -> bytes:
     return buf.getvalue()
 
 
-def fit_for_display(im: Image.Image, side: int = 196) -> Image.Image:
-    """A copy scaled so that its longest side is ``side``: small images get crisp pixels."""
+def fit_for_display(im: Image.Image, side: int = 196, *, square: bool = False,
+                    pad: tuple[int, int, int] = (238, 238, 238)) -> Image.Image:
+    """A copy scaled so that its longest side is ``side``: small images get crisp pixels.
+    ``square``: centred on a ``side`` x ``side`` canvas of colour ``pad`` (rows of pictures of
+    different shapes then line up)."""
     w, h = im.size
     scale = side / max(w, h)
     method = Image.Resampling.NEAREST if scale >= 1 else Image.Resampling.LANCZOS
-    return im.resize((max(1, round(w * scale)), max(1, round(h * scale))), method)
+    out = im.resize((max(1, round(w * scale)), max(1, round(h * scale))), method)
+    if not square or out.size == (side, side):
+        return out
+    canvas = Image.new("RGB", (side, side), pad)
+    canvas.paste(out.convert("RGB"), ((side - out.width) // 2, (side - out.height) // 2))
+    return canvas

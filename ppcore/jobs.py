@@ -732,6 +732,23 @@ def eval_state(run_dir: Path, suite: str, limit: int | None = None,
     return EvalState(suite, limit, "none")
 
 
+def latest_eval(run_dir: Path, suite: str) -> dict | None:
+    """The most complete saved result of ``suite`` for a run: ``eval/<suite>.json`` (every test
+    image, or what ``python -m ppcore eval --json`` wrote there), else the largest
+    ``eval/<suite>-n<N>.json``; None if there is none."""
+    base = Path(run_dir) / EVAL_DIR
+    full = _read_json(base / f"{suite}.json")
+    if full is not None and isinstance(full.get("rows"), list):
+        return full
+    best, best_n = None, -1
+    for f in base.glob(f"{suite}-n*.json"):
+        m = re.fullmatch(re.escape(suite) + r"-n(\d+)\.json", f.name)
+        data = _read_json(f) if m else None
+        if data is not None and isinstance(data.get("rows"), list) and int(m.group(1)) > best_n:
+            best, best_n = data, int(m.group(1))
+    return best
+
+
 def stop_eval(run_dir: Path, suite: str, limit: int | None = None,
               source: str | None = None) -> bool:
     return stop_job(eval_paths(run_dir, suite, limit, source)[2])

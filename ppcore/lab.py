@@ -399,6 +399,9 @@ def transform_image(models: dict[str, nn.Module], x: torch.Tensor, angle: float 
 # -- test images -----------------------------------------------------------------------------
 
 _TEST_CACHE: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+_LABEL_CACHE: dict[str, torch.Tensor] = {}
+#: torchvision's folder of each data set stored as idx files
+_IDX_FOLDER = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
 
 
 def test_set(dataset: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -408,11 +411,56 @@ def test_set(dataset: str) -> tuple[torch.Tensor, torch.Tensor]:
     return _TEST_CACHE[dataset]
 
 
+def _idx_files(dataset: str):
+    """The raw idx files of an MNIST-like test split, where torchvision left them: one image
+    can then be read without parsing the whole split (which takes seconds on a busy CPU)."""
+    from .data import default_data_root
+
+    folder = _IDX_FOLDER.get(dataset)
+    if folder is None or dataset in _TEST_CACHE:
+        return None
+    raw = default_data_root() / folder / "raw"
+    images, labels = raw / "t10k-images-idx3-ubyte", raw / "t10k-labels-idx1-ubyte"
+    return (images, labels) if images.is_file() and labels.is_file() else None
+
+
+def test_labels(dataset: str) -> torch.Tensor:
+    """The labels of the test split (int64), read once per process."""
+    if dataset in _LABEL_CACHE:
+        return _LABEL_CACHE[dataset]
+    files = _idx_files(dataset)
+    labels = None
+    if files is not None:
+        data = files[1].read_bytes()
+        if len(data) > 8 and int.from_bytes(data[:4], "big") == 2049 and \
+                int.from_bytes(data[4:8], "big") == len(data) - 8:
+            labels = torch.frombuffer(bytearray(data[8:]), dtype=torch.uint8).long()
+    if labels is None:
+        labels = test_set(dataset)[1]
+    _LABEL_CACHE[dataset] = labels
+    return labels
+
+
+def _test_pixels(dataset: str, index: int) -> torch.Tensor:
+    """Test image ``index`` as uint8 [1, C, H, W]."""
+    files = _idx_files(dataset)
+    if files is not None:
+        with open(files[0], "rb") as f:
+            head = f.read(16)
+            n, h, w = (int.from_bytes(head[i:i + 4], "big") for i in (4, 8, 12))
+            if int.from_bytes(head[:4], "big") == 2051 and 0 <= index < n:
+                f.seek(16 + index * h * w)
+                data = f.read(h * w)
+                if len(data) == h * w:
+                    return torch.frombuffer(bytearray(data), dtype=torch.uint8).view(1, 1, h, w)
+    return test_set(dataset)[0][index:index + 1]
+
+
 def test_image(dataset: str, index: int | None = None, *, label: int | None = None,
                seed: int | None = None) -> tuple[int, torch.Tensor, int]:
     """(index, image [1, C, H, W] in [0, 1], label) of a test image: by ``index``, or the
     ``seed``-th random image, of class ``label`` when given."""
-    images, labels = test_set(dataset)
+    labels = test_labels(dataset)
     n = len(labels)
     if index is None:
         pool = torch.arange(n) if label is None else (labels == label).nonzero().flatten()
@@ -423,7 +471,7 @@ def test_image(dataset: str, index: int | None = None, *, label: int | None = No
     if not 0 <= int(index) < n:
         raise PPCoreError(f"test image index must be in [0, {n - 1}], got {index}")
     index = int(index)
-    return index, to_float(images[index:index + 1]), int(labels[index])
+    return index, to_float(_test_pixels(dataset, index)), int(labels[index])
 
 
 def class_names(dataset: str) -> tuple[str, ...]:

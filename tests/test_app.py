@@ -269,14 +269,18 @@ def test_evaluate_shows_a_saved_result_beside_the_paper(tiny_runs, evaluated):  
 
 def test_evaluate_offers_a_source_model_for_the_blackbox_suite(tiny_runs):  # noqa: F811
     at = open_page("evaluate", query={"ckpts": "mnist-normal", "suite": "blackbox"})
-    assert at.selectbox(key="eval_source").value == "mnist-normal"
+    source = at.selectbox(key="eval_source").value
+    assert source.startswith("mnist-") and source != "mnist-normal"  # another model
     assert not at.error
 
 
 def test_sweep_plots_accuracy_against_lambda(tiny_runs, evaluated):  # noqa: F811
     at = open_page("sweep")
     assert at.selectbox(key="sw_pick").value.endswith("test-sweep")
-    assert len(at.get("plotly_chart")) == 1 and len(at.dataframe) == 1
+    # this sweep's chart and table, then those of every proposed run found
+    assert len(at.get("plotly_chart")) == 2 and len(at.dataframe) == 2
     table = at.dataframe[0].value
     assert list(table["λ"]) == [1.0, 10.0] and list(table["status"]) == ["complete"] * 2
     assert table["PGD %"].notna().all()
+    found = at.dataframe[1].value
+    assert "mnist-proposed" in list(found["run"])
