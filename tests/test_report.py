@@ -50,19 +50,23 @@ def test_report_rerun_is_identical(ckpt_root, tmp_path):
 
 
 def test_eval_cells_and_flags(ckpt_root, tmp_path):
-    """An eval JSON beside a run fills its cells; >2 points from the paper is flagged."""
+    """A real eval JSON (ppcore's own evaluate, 20 test images) fills the run's cells; a cell
+    more than 2 points from the paper's is flagged."""
+    evaluate = pytest.importorskip("ppcore.evaluate")
     root = tmp_path / "ck"
     shutil.copytree(ckpt_root, root)
     ev = root / "mnist-normal" / "eval"
     ev.mkdir()
-    (ev / "whitebox.json").write_text(json.dumps({
-        "images": 200, "results": [{"name": "clean", "accuracy": 0.9},
-                                   {"name": "pgd_100", "accuracy": 0.0}]}))
+    result = evaluate.evaluate(root / "mnist-normal", "whitebox", limit=20, device="cpu")
+    evaluate.save_result(result, str(ev / "whitebox.json"), None)
     text = write_report(root, tmp_path / "r.md", None).read_text()
     row = next(line for line in text.splitlines() if line.startswith("| `mnist-normal`")
                and "(99.27)" in line)
-    assert "90.00 (99.27) **-9.3** ⚠" in row
-    assert "0.00 (0.00)" in row
+    clean = result["results"]["clean"]
+    assert f"{clean:.2f} (99.27)" in row
+    # the tiny model (one epoch on 2000 images) is far below the paper's 99.27% clean accuracy
+    assert ("⚠" in row) == (abs(clean - 99.27) > 2)
+    assert f"Test images evaluated: 20 (white-box)" in text
 
 
 def test_cell_and_notes_helpers(tmp_path):
