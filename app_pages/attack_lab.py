@@ -194,7 +194,8 @@ if upload_steps:
         st.markdown("**From your upload to the model's input**")
         step_cols = st.columns(len(upload_steps))
         for col, (caption, im) in zip(step_cols, upload_steps):
-            col.image(images.fit_for_display(im, 140, square=True), caption=caption)
+            col.image(images.fit_for_display(im, 140, square=True), caption=caption,
+                      width=140, output_format="PNG")
 
 if x is None or not models:
     if x is not None and not chosen:
@@ -281,13 +282,13 @@ def show_result() -> None:
     if steps > 1:
         step = _step_controls(steps)
     legend = st.container(horizontal=True, vertical_alignment="center")
-    legend.image(lab.colour_bar(160, 12))
+    legend.image(lab.colour_bar(160, 12), width=160, output_format="PNG")
     legend.caption("Change from the input: blue darker, white unchanged, red brighter; full "
                    "colour at the largest change, so even a faint perturbation shows.")
     cols = st.columns([0.8] + [1.25] * len(result.views), gap="medium")
     with cols[0]:
         st.markdown("**Input**")
-        st.image(images.fit_for_display(result.original, 150))
+        st.image(images.fit_for_display(result.original, 150), width=150, output_format="PNG")
         st.caption(f"true class: **{classes[label]}**" if label is not None else
                    "true class: unknown (each model's own answer is the one to change)")
     for col, v in zip(cols[1:], result.views):
@@ -307,8 +308,10 @@ def show_result() -> None:
                 verdict = f":orange-badge[wrong before the attack: {classes[v.pred_clean]}]"
             st.markdown(verdict)
             a, b = st.columns(2)
-            a.image(images.fit_for_display(fr.image, 120), caption="attacked")
-            b.image(images.fit_for_display(fr.change, 120), caption=f"change, ±{fr.scale:.2f}")
+            a.image(images.fit_for_display(fr.image, 120), caption="attacked", width=120,
+                    output_format="PNG")
+            b.image(images.fit_for_display(fr.change, 120), caption=f"change, ±{fr.scale:.2f}",
+                    width=120, output_format="PNG")
             st.plotly_chart(ui.probability_chart(
                 classes, {"clean": v.probs_clean, "attacked": probs}, height=250),
                 config=ui.PLOTLY_CONFIG, key=f"probs-{v.name}-{step}")

@@ -74,12 +74,15 @@ with picture:
                            f"({float(p.max()):.0%})"
                 return text
 
-            cols[0].image(images.fit_for_display(ex["clean"], 170))
+            cols[0].image(images.fit_for_display(ex["clean"], 170), width=170,
+                                output_format="PNG")
             cols[0].markdown(caption("clean", "**clean** test image"))
-            cols[1].image(images.fit_for_display(ex["noisy"], 170))
+            cols[1].image(images.fit_for_display(ex["noisy"], 170), width=170,
+                                output_format="PNG")
             cols[1].markdown(caption("noisy", f"**random noise**, ±{ex['eps']:g} per pixel"))
             if ex["adversarial"] is not None:
-                cols[2].image(images.fit_for_display(ex["adversarial"], 170))
+                cols[2].image(images.fit_for_display(ex["adversarial"], 170), width=170,
+                                output_format="PNG")
                 cols[2].markdown(caption("adversarial",
                                          f"**adversarial** (PGD), also ±{ex['eps']:g}"))
             else:
