@@ -43,18 +43,6 @@ default_attack = "pgd" if "pgd" in ATTACKS else next(iter(ATTACKS))
 ui.from_url("lab_attack", default_attack, param="attack", choices=list(ATTACKS))
 
 
-def _default_models(runs: list) -> list[str]:
-    """Up to three finished models to compare: normal, proposed and an adversarially trained
-    one where there are such, the paper's settings (not a sweep's) first."""
-    picked: list[str] = []
-    for want in ("normal", "proposed", "pgd_at", "trades", "alp", "fgsm_at"):
-        pool = [r for r in runs if r.method == want and r.name not in picked]
-        pool.sort(key=lambda r: (r.status != "complete", "sweep" in r.name.lower()))
-        if pool and len(picked) < 3:
-            picked.append(pool[0].name)
-    return picked or [r.name for r in runs[:3]]
-
-
 c_img, c_models, c_attack = st.columns([1.05, 1.1, 1.2], gap="medium")
 
 with c_img:
@@ -114,7 +102,7 @@ with c_img:
 
 names = [r.name for r in by_ds[ds]]
 run_by_name = {r.name: r for r in by_ds[ds]}
-ui.from_url_list("lab_models", _default_models(by_ds[ds]), param="models",
+ui.from_url_list("lab_models", ui.default_models(by_ds[ds]), param="models",
                  choices=names + [r.name for r in runs if r.dataset != ds])
 # a model of another data set named in the link: explain, then drop it
 wrong = [n for n in st.session_state.lab_models if n not in run_by_name]

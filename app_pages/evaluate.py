@@ -25,7 +25,10 @@ by_name = {r.name: r for r in runs}
 names = list(by_name)
 LIMITS = [100, 200, 500, 1000, 2000, 0]
 
-default_pick = [n for n in names if by_name[n].dataset == by_name[names[0]].dataset][:3]
+# default: the models the attack lab compares, of the data set with the most models
+counts = {d: sum(r.dataset == d for r in runs) for d in {r.dataset for r in runs}}
+main_ds = max(counts, key=lambda d: (d == "mnist", counts[d]))
+default_pick = ui.default_models([r for r in runs if r.dataset == main_ds])
 ui.from_url_list("eval_ckpts", default_pick, param="ckpts", choices=names)
 ui.from_url("eval_suite", "whitebox", param="suite", choices=list(SUITES))
 ui.from_url("eval_limit", 500, int, param="limit", choices=LIMITS)
@@ -141,6 +144,26 @@ def results(was_running: bool) -> None:
     df = df[[c for n in done for c in (n, f"{n} · paper") if c in df.columns]]
     df = df.dropna(axis=1, how="all")
     st.dataframe(df.style.format(precision=2, na_rep="–"), use_container_width=True)
+    fig = go.Figure()
+    palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
+    for i, n in enumerate(done):
+        rows = [r for r in done[n].result["rows"] if _metric(r)[0] == "accuracy"]
+        colour = palette[i % len(palette)]
+        fig.add_bar(x=[r["title"] for r in rows], y=[_metric(r)[1] for r in rows], name=n,
+                    marker_color=colour, offsetgroup=str(i))
+        paper = [(r["title"], _metric(r)[2]) for r in rows if _metric(r)[2] is not None]
+        if paper:
+            fig.add_scatter(x=[p[0] for p in paper], y=[p[1] for p in paper],
+                            name=f"{n}: paper", mode="markers", offsetgroup=str(i),
+                            marker=dict(symbol="line-ew-open", size=26, color="black",
+                                        line=dict(width=3)))
+    fig.update_layout(barmode="group", scattermode="group", height=330,
+                      margin=dict(l=0, r=0, t=30, b=0), yaxis=dict(title="accuracy (%)",
+                                                                   range=[0, 100]),
+                      legend=dict(orientation="h", y=-0.25),
+                      title=dict(text="Accuracy: bars measured, black ticks the paper's",
+                                 font=dict(size=13)))
+    st.plotly_chart(fig, config=ui.PLOTLY_CONFIG, key="eval-bars")
     for n, s in done.items():
         r = s.result
         wc = r.get("worst_case")

@@ -84,15 +84,16 @@ def _pgd(result: dict | None) -> tuple[float | None, float | None, str]:
 
 
 def lambda_figure(points: list[tuple], title: str):
-    """Clean and PGD accuracy against λ on a log axis; ``points``: (λ, ξ, clean, pgd, column)."""
+    """Clean and PGD accuracy against λ on a log axis. ``points``: (λ, series, clean, pgd,
+    column); one pair of lines per series (a ξ, or a training schedule)."""
     import plotly.graph_objects as go
 
     fig = go.Figure()
-    xis_here = sorted({p[1] for p in points}, key=lambda v: -1 if v is None else v)
+    series = list(dict.fromkeys(p[1] for p in points))
     dashes = ["solid", "dash", "dot", "dashdot", "longdash", "longdashdot"]
-    for i, xi in enumerate(xis_here):
-        pts = sorted((p for p in points if p[1] == xi and p[0] > 0), key=lambda p: p[0])
-        tag = "" if xi is None else f", ξ = {xi:g}"
+    for i, key in enumerate(series):
+        pts = sorted((p for p in points if p[1] == key and p[0] > 0), key=lambda p: p[0])
+        tag = f" ({key})" if key and len(series) > 1 else ""
         dash = dashes[i % len(dashes)]
         fig.add_scatter(x=[p[0] for p in pts], y=[p[2] for p in pts], name=f"clean{tag}",
                         mode="lines+markers", line=dict(color="#1f77b4", dash=dash),
@@ -101,17 +102,20 @@ def lambda_figure(points: list[tuple], title: str):
         fig.add_scatter(x=[p[0] for p in pts], y=[p[3] for p in pts], name=f"{col}{tag}",
                         mode="lines+markers", line=dict(color="#d62728", dash=dash),
                         marker=dict(size=9))
-    fig.update_layout(height=380, margin=dict(l=0, r=0, t=40, b=0),
-                      title=dict(text=title, font=dict(size=14)), legend=dict(orientation="h"),
-                      xaxis=dict(type="log", title="λ (log scale)"),
+    fig.update_layout(height=400, margin=dict(l=0, r=0, t=40, b=0),
+                      title=dict(text=title, font=dict(size=14)),
+                      legend=dict(orientation="h", y=-0.22),
+                      xaxis=dict(type="log", title=dict(text="λ (log scale)", standoff=4)),
                       yaxis=dict(title="test accuracy (%)", range=[0, 100]))
     return fig
 
 
 def _table(rows: list[dict]) -> None:
-    st.dataframe(rows, hide_index=True, use_container_width=True,
-                 column_config={"clean %": st.column_config.NumberColumn(format="%.1f"),
-                                "PGD %": st.column_config.NumberColumn(format="%.1f")})
+    def pct(v):
+        return "–" if v is None else f"{v:.1f}"
+
+    st.dataframe([{**r, "clean %": pct(r["clean %"]), "PGD %": pct(r["PGD %"])} for r in rows],
+                 hide_index=True, use_container_width=True)
 
 
 st.subheader("Sweeps", divider="gray")
@@ -159,7 +163,8 @@ def show(path: str, was_active: bool) -> None:
         status = run.status
         if ev is not None and ev.state == "running":
             status = f"evaluating {ev.fraction:.0%}"
-        points.append((meta["lam"], meta.get("xi"), clean, pgd, col))
+        xi = meta.get("xi")
+        points.append((meta["lam"], None if xi is None else f"ξ = {xi:g}", clean, pgd, col))
         table.append({"λ": meta["lam"], "ξ": meta.get("xi"), "status": status,
                       "clean %": clean, "PGD %": pgd, "run": run.name})
     g, t = st.columns([1.6, 1])
@@ -192,7 +197,11 @@ for r in found:
     clean, pgd, col = _pgd(jobs.latest_eval(r.path, "whitebox"))
     if clean is None and r.test_acc is not None:
         clean = 100 * r.test_acc
-    points.append((lam, (r.config or {}).get("xi"), clean, pgd, col))
+    c = r.config or {}
+    n = (r.record or {}).get("train_images")
+    schedule = f"{n:,} images × {c.get('epochs')} ep" if n else f"{c.get('epochs')} ep"
+    xi = c.get("xi")
+    points.append((lam, schedule + ("" if xi is None else f", ξ = {xi:g}"), clean, pgd, col))
     table.append({"λ": lam, "ξ": (r.config or {}).get("xi"), "clean %": clean, "PGD %": pgd,
                   "run": r.name})
 if not points:

@@ -46,6 +46,18 @@ def model_runs(dataset: str | None = None) -> list[jobs.RunInfo]:
     return jobs.list_runs(dataset=dataset, with_model=True)
 
 
+def default_models(runs: list[jobs.RunInfo], n: int = 3) -> list[str]:
+    """Up to ``n`` finished models worth comparing: normal, proposed and an adversarially
+    trained one where there are such, the paper's settings (not a sweep's) first."""
+    picked: list[str] = []
+    for want in ("normal", "proposed", "pgd_at", "trades", "alp", "fgsm_at"):
+        pool = [r for r in runs if r.method == want and r.name not in picked]
+        pool.sort(key=lambda r: (r.status != "complete", "sweep" in r.name.lower()))
+        if pool and len(picked) < n:
+            picked.append(pool[0].name)
+    return picked or [r.name for r in runs[:n]]
+
+
 # -- settings in the URL ---------------------------------------------------------------------
 
 def from_url(key: str, default: Any, cast: Callable[[str], Any] = str, *, param: str | None = None,
