@@ -54,6 +54,8 @@ def evaluated(tiny_runs):  # noqa: F811
     out, _, _ = jobs.eval_paths(run, "whitebox", 100)
     result = evaluate(str(run), "whitebox", limit=100, device="cpu")
     save_result(result, out)
+    sanity = evaluate(str(run), "sanity", limit=20, device="cpu")
+    save_result(sanity, jobs.eval_paths(run, "sanity", 20)[0])
     sweep = tiny_runs["runs"] / "sweeps" / "test-sweep"
     runs = []
     for lam in (1.0, 10.0):
@@ -265,6 +267,34 @@ def test_evaluate_shows_a_saved_result_beside_the_paper(tiny_runs, evaluated):  
     assert df.loc["Clean (accuracy %)", "mnist-normal"] == pytest.approx(
         evaluated["results"]["clean"])
     assert "Sanity checks" in markdown(at)
+
+
+def test_evaluate_draws_the_sanity_curves_with_their_verdicts(tiny_runs, evaluated):  # noqa: F811
+    at = open_page("evaluate", query={"ckpts": "mnist-normal", "suite": "sanity",
+                                      "limit": "100"})
+    assert not at.error
+    assert any("saved result on 20 test images" in c for c in texts(at, "caption"))
+    charts = at.get("plotly_chart")
+    assert len(charts) == 3  # measured vs paper, accuracy against eps, loss against eps
+    md = markdown(at)
+    assert "Sanity verdicts: mnist-normal" in md and "`pgd_accuracy_falls`" in md
+    assert ":green-badge[pass]" in md or ":red-badge[FAIL]" in md
+
+
+def test_evaluate_runs_in_the_background_with_a_progress_bar(tiny_runs):  # noqa: F811
+    run = tiny_runs["mnist-fgsm_at"]
+    at = open_page("evaluate", query={"ckpts": "mnist-fgsm_at", "suite": "whitebox",
+                                      "limit": "100"})
+    assert any("not yet evaluated" in c for c in texts(at, "caption"))
+    next(b for b in at.button if b.label == "Run evaluation").click().run()
+    assert len(at.progress) == 1 and "mnist-fgsm_at" in at.progress[0].proto.text
+    end = time.time() + 120
+    while jobs.eval_state(run, "whitebox", 100).state == "running" and time.time() < end:
+        time.sleep(0.5)
+    assert jobs.eval_state(run, "whitebox", 100).state == "done"
+    at.run()  # a reload reads the saved result: nothing is computed again
+    assert not at.progress and len(at.dataframe) == 1
+    assert "mnist-fgsm_at" in at.dataframe[0].value.columns
 
 
 def test_evaluate_offers_a_source_model_for_the_blackbox_suite(tiny_runs):  # noqa: F811

@@ -37,6 +37,16 @@ def test_odd_formats_are_converted_with_a_notice(case):
     assert 0 <= float(x.min()) and float(x.max()) <= 1
 
 
+@pytest.mark.parametrize("fmt", ["WEBP", "BMP", "JPEG", "TIFF", "GIF"])
+def test_every_common_format_decodes(fmt):
+    buf = io.BytesIO()
+    im = digit_image(0).convert("RGB")
+    im.save(buf, format=fmt)
+    decoded, prepared = load_upload(buf.getvalue(), f"seven.{fmt.lower()}", "mnist")
+    assert decoded.format == fmt and prepared.tensor.shape == (1, 1, 28, 28)
+    assert float(prepared.tensor.max()) > 0.9
+
+
 def test_a_photographed_digit_becomes_close_to_the_mnist_original():
     from ppcore.data import load_split
 
