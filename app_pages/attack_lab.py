@@ -65,8 +65,11 @@ with c_img:
         def _random():
             cls = st.session_state.lab_cls
             pick = None if cls == "any" else classes.index(cls)
-            st.session_state.lab_idx = lab.test_image(
-                ds, None, label=pick, seed=random.randrange(1 << 30))[0]
+            try:
+                st.session_state.lab_idx = lab.test_image(
+                    ds, None, label=pick, seed=random.randrange(1 << 30))[0]
+            except PPCoreError:
+                pass  # the same error shows below, where the image is read
 
         st.button("Random test image", on_click=_random, use_container_width=True,
                   icon=":material/casino:")

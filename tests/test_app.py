@@ -119,6 +119,18 @@ def test_lab_attacks_three_models_with_pgd_and_steps_through_it(tiny_runs):  # n
     assert at.query_params["attack"] == ["pgd"] or at.query_params["attack"] == "pgd"
 
 
+def test_lab_picks_a_random_test_image_of_a_class(tiny_runs):  # noqa: F811
+    at = open_page("lab", state={"lab_attack": "fgsm"})
+    at.selectbox(key="lab_cls").set_value("3").run()
+    next(b for b in at.button if b.label == "Random test image").click().run()
+    from ppcore import lab
+
+    index = at.number_input(key="lab_idx").value
+    assert lab.test_image("mnist", index)[2] == 3
+    assert "true class: **3**" in markdown(at) and at.query_params["idx"] in (str(index),
+                                                                             [str(index)])
+
+
 @pytest.mark.parametrize("attack", ["fgsm", "ifgsm", "deepfool", "spatial_grid", "hand"])
 def test_lab_runs_each_kind_of_attack(tiny_runs, attack):  # noqa: F811
     at = open_page("lab")
