@@ -71,7 +71,7 @@ with c_img:
             except PPCoreError:
                 pass  # the same error shows below, where the image is read
 
-        st.button("Random test image", on_click=_random, use_container_width=True,
+        st.button("Random test image", on_click=_random, width="stretch",
                   icon=":material/casino:")
         try:
             idx, x, label = lab.test_image(ds, int(st.session_state.lab_idx))
@@ -167,7 +167,7 @@ with c_attack:
     a, b = st.columns([1, 1])
     live = a.toggle("Live", key="lab_live", help="Re-run the attack whenever a setting "
                     "changes (fast attacks); off: only when you press Run.")
-    run_clicked = b.button("Run attack", type="primary", use_container_width=True,
+    run_clicked = b.button("Run attack", type="primary", width="stretch",
                            disabled=x is None or not models)
 
 ui.to_url({"ds": ds, "src": "upload" if src == "Upload" else "test",

@@ -65,7 +65,7 @@ if len(mixed) > 1:
                icon=":material/warning:")
 
 if c3.button("Run evaluation", type="primary", icon=":material/play_arrow:",
-             disabled=not chosen, use_container_width=True):
+             disabled=not chosen, width="stretch"):
     for n in chosen:
         state = jobs.eval_state(by_name[n].path, suite, lim, source)
         if state.state == "running":
@@ -143,7 +143,7 @@ def results(was_running: bool) -> None:
     df = pd.DataFrame.from_dict(table, orient="index")
     df = df[[c for n in done for c in (n, f"{n} · paper") if c in df.columns]]
     df = df.dropna(axis=1, how="all")
-    st.dataframe(df.style.format(precision=2, na_rep="–"), use_container_width=True)
+    st.dataframe(df.style.format(precision=2, na_rep="–"), width="stretch")
     fig = go.Figure()
     palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
     for i, n in enumerate(done):

@@ -115,7 +115,7 @@ def _table(rows: list[dict]) -> None:
         return "–" if v is None else f"{v:.1f}"
 
     st.dataframe([{**r, "clean %": pct(r["clean %"]), "PGD %": pct(r["PGD %"])} for r in rows],
-                 hide_index=True, use_container_width=True)
+                 hide_index=True, width="stretch")
 
 
 st.subheader("Sweeps", divider="gray")

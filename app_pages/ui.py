@@ -151,10 +151,6 @@ def fmt_duration(seconds: float | None) -> str:
     return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
 
 
-def run_label(run: jobs.RunInfo) -> str:
-    return run.label
-
-
 def status_badge(status: str) -> str:
     return f":{STATUS_COLOUR.get(status, 'gray')}-badge[{status}]"
 
