@@ -1,0 +1,92 @@
+"""The paper's own figures, from ppcore's copy of them (``ppcore/paper_tables.json``, package
+data copied from the paper's tables), and the lookup that matches an evaluation to them.
+
+    >>> from ppcore.paper import paper_value
+    >>> paper_value("table1_mnist_whitebox", "proposed", "pgd_40")
+    89.29
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+from importlib import resources
+
+#: the white-box table of each data set (Tables 1, 9, 2)
+WHITEBOX_TABLE = {"mnist": "table1_mnist_whitebox",
+                  "fashion-mnist": "table9_fashion_mnist_whitebox",
+                  "cifar10": "table2_cifar10_whitebox"}
+#: the black-box (FGSM transfer) table of each data set (Tables 3, 10, 4)
+BLACKBOX_TABLE = {"mnist": "table3_mnist_blackbox_fgsm",
+                  "fashion-mnist": "table10_fashion_mnist_blackbox_fgsm",
+                  "cifar10": "table4_cifar10_blackbox_fgsm"}
+#: DeepFool / C&W (Tables 7, 8)
+UNBOUNDED_TABLE = {"mnist": "table7_mnist_unbounded", "cifar10": "table8_cifar10_unbounded"}
+#: rotations and translations (Table 5)
+SPATIAL_TABLE = {"mnist": "table5_mnist_spatial"}
+TABLE_TITLES = {
+    "table1_mnist_whitebox": "Table 1 (MNIST, white-box)",
+    "table2_cifar10_whitebox": "Table 2 (CIFAR-10, white-box)",
+    "table3_mnist_blackbox_fgsm": "Table 3 (MNIST, black-box FGSM)",
+    "table4_cifar10_blackbox_fgsm": "Table 4 (CIFAR-10, black-box FGSM)",
+    "table5_mnist_spatial": "Table 5 (MNIST, spatial)",
+    "table7_mnist_unbounded": "Table 7 (MNIST, DeepFool and C&W)",
+    "table8_cifar10_unbounded": "Table 8 (CIFAR-10, DeepFool and C&W)",
+    "table9_fashion_mnist_whitebox": "Table 9 (Fashion-MNIST, white-box)",
+    "table10_fashion_mnist_blackbox_fgsm": "Table 10 (Fashion-MNIST, black-box FGSM)",
+}
+
+
+@functools.lru_cache(maxsize=1)
+def _load() -> dict:
+    text = resources.files("ppcore").joinpath("paper_tables.json").read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+def paper_tables() -> dict:
+    """All of the paper's tables (a copy: change it freely)."""
+    return copy.deepcopy(_load())
+
+
+def table(key: str) -> dict | None:
+    t = _load().get(key)
+    return copy.deepcopy(t) if isinstance(t, dict) else None
+
+
+def row_key(table_key: str, method: str) -> str | None:
+    """The row of ``table_key`` for a model trained with ``method`` (ppcore's method names):
+    ``ablation1`` -> ``ablation1_linf_lambda0``; in Table 5 ``proposed`` -> ``proposed_noise``.
+    None where the paper has no such row."""
+    t = _load().get(table_key)
+    if not isinstance(t, dict):
+        return None
+    rows = t.get("rows", {})
+    if table_key in SPATIAL_TABLE.values() and method == "proposed":
+        method = "proposed_noise"
+    if method in rows:
+        return method
+    if method.startswith("ablation"):
+        matches = [r for r in rows if r.startswith(method + "_")]
+        if len(matches) == 1:
+            return matches[0]
+    return None
+
+
+def paper_value(table_key: str | None, row: str | None, column: str) -> float | None:
+    """The paper's figure in ``table_key`` at ``row`` / ``column``, or None."""
+    if not table_key or not row:
+        return None
+    t = _load().get(table_key)
+    if not isinstance(t, dict) or column not in t.get("columns", []):
+        return None
+    values = t.get("rows", {}).get(row)
+    if values is None:
+        return None
+    v = values[t["columns"].index(column)]
+    return float(v) if v is not None else None
+
+
+def source_row(model_name: str) -> str:
+    """The black-box tables' row for a source model: ``net-a`` -> ``net_a``."""
+    return model_name.replace("-", "_")
