@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from app_pages import ui
@@ -22,6 +24,7 @@ LAM_METHODS = [m for m, spec in METHODS.items() if "lam" in spec.params]
 LIMITS = [1000, 2000, 5000, 10000, 20000, 0]
 EVAL_LIMITS = [100, 200, 500, 1000, 0]
 
+link_sweep = st.query_params.get("sweep")  # read before the settings are written back
 ui.from_url("sw_ds", "mnist", param="ds", choices=[d for d in DATASETS if d != "cifar10"])
 ui.from_url("sw_method", "proposed", param="method", choices=LAM_METHODS)
 ui.from_url_list("sw_lams", [0.1, 1.0, 10.0, 100.0], float, param="lams", choices=LAMS)
@@ -55,7 +58,9 @@ with c3:
     device = b.selectbox("Device", jobs.device_choices(), key="sw_device")
 
 ui.to_url({"ds": ds, "method": method, "lams": lams, "xis": xis, "epochs": epochs,
-           "limit": limit, "eval": eval_n, "sweep": st.session_state.get("sw_pick")})
+           "limit": limit, "eval": eval_n,
+           "sweep": Path(st.session_state["sw_pick"]).name if st.session_state.get("sw_pick")
+           else link_sweep})
 if "xi" not in METHODS[method].params and xis:
     st.warning(f"{METHODS[method].title} has no ξ: the ξ values are ignored.",
                icon=":material/warning:")
@@ -126,10 +131,9 @@ if not sweeps:
     pick = None
 else:
     by_dir = {str(s.dir): s for s in sweeps}
-    link = st.query_params.get("sweep")
     if st.session_state.get("sw_pick") not in by_dir:
         st.session_state.sw_pick = next(
-            (d for d, s in by_dir.items() if s.id == link or d == link), str(sweeps[0].dir))
+            (d for d, s in by_dir.items() if link_sweep in (s.id, d)), str(sweeps[0].dir))
     pick = st.selectbox(
         "Sweep", list(by_dir), key="sw_pick",
         format_func=lambda d: f"{by_dir[d].id} · {by_dir[d].spec['base'].get('method')} on "

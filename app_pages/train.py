@@ -129,10 +129,10 @@ with c3:
 settings = {"dataset": ds, "model": model, "method": method, **values, "epochs": int(epochs),
             "batch_size": int(batch), "lr": float(lr), "seed": int(seed), "device": device,
             "limit_train": int(limit) or None, "metrics_every": int(every)}
-ui.to_url({"ds": ds, "method": method, "model": model,
-           **{k: v for k, v in values.items()}, "epochs": int(epochs), "bs": int(batch),
-           "lr": float(lr), "seed": int(seed), "limit": int(limit), "device": device,
-           "every": int(every), "run": st.session_state.get("train_watch")})
+link_run = st.query_params.get("run")  # read before the settings are written back
+url = {"ds": ds, "method": method, "model": model, **values, "epochs": int(epochs),
+       "bs": int(batch), "lr": float(lr), "seed": int(seed), "limit": int(limit),
+       "device": device, "every": int(every)}
 
 problem = None
 try:
@@ -155,6 +155,7 @@ if go:
 st.subheader("Runs", divider="gray")
 runs = jobs.list_runs()
 if not runs:
+    ui.to_url(url)
     st.info("No runs yet: start one above. Runs are folders under "
             + ", ".join(f"`{ui.short(r)}`" for r in jobs.run_roots()) + ".",
             icon=":material/info:")
@@ -162,12 +163,10 @@ if not runs:
 
 paths = [str(r.path) for r in runs]
 by_path = {str(r.path): r for r in runs}
-want = st.session_state.get("train_watch") or st.query_params.get("run")
-if want not in by_path:
-    want = next((str(r.path) for r in runs if r.active), paths[0])
-    # a run named in the link by its short name
-    link = st.query_params.get("run")
-    want = next((str(r.path) for r in runs if r.name == link), want)
+want = st.session_state.get("train_watch")
+if want not in by_path:  # first visit: the run the link names, else a running one
+    want = next((str(r.path) for r in runs if r.name == link_run),
+                next((str(r.path) for r in runs if r.active), paths[0]))
 st.session_state.train_watch = want
 
 left, right = st.columns([1, 2.2], gap="large")
@@ -179,6 +178,7 @@ with left:
                                                       for r in jobs.run_roots()))
 
 watched = by_path[st.session_state.train_watch]
+ui.to_url({**url, "run": watched.name})
 tails = st.session_state.setdefault("train_tails", {})
 
 

@@ -243,26 +243,40 @@ def test_train_reads_its_settings_from_the_link(tiny_runs):  # noqa: F811
     assert any("xi='abc'" in w for w in texts(at, "warning"))
 
 
-def test_train_starts_a_background_run_and_shows_it(tiny_runs):  # noqa: F811
-    at = open_page("train", state={"train_epochs": 1, "train_limit": 1000,
-                                   "train_name": "from-the-app"})
+def test_train_starts_a_background_run_and_stop_keeps_its_checkpoint(tiny_runs):  # noqa: F811
+    at = open_page("train", state={"train_epochs": 20, "train_limit": 1000,
+                                   "train_name": "from-the-app", "train_every": 1})
     next(b for b in at.button if b.label == "Start training").click().run()
     run = tiny_runs["runs"] / "from-the-app"
     try:
         assert (run / "job.json").is_file()
         assert at.session_state["train_watch"] == str(run)
         assert "from-the-app" in markdown(at)
+        end = time.time() + 90
+        while jobs.read_run(run).status != "running" and time.time() < end:
+            time.sleep(0.3)
+        at.run()
+        assert ":green-badge[running]" in markdown(at)
+        next(b for b in at.button if b.label == "Stop").click().run()
+        end = time.time() + 60
+        while jobs.read_run(run).active and time.time() < end:
+            time.sleep(0.3)
+        info = jobs.read_run(run)
+        assert info.status == "interrupted" and info.has_model
+        at.run()
+        assert any(b.label == "Resume" for b in at.button)
     finally:
         jobs.stop(run)
         end = time.time() + 60
         while jobs.read_run(run).active and time.time() < end:
             time.sleep(0.3)
-    assert not jobs.read_run(run).active
 
 
 def test_train_page_shows_a_finished_runs_figure_1(tiny_runs):  # noqa: F811
-    at = open_page("train", state={"train_watch": str(tiny_runs["mnist-proposed"])})
-    assert "mnist-proposed" in markdown(at)
+    at = open_page("train", query={"run": "mnist-proposed"})
+    assert at.session_state["train_watch"] == str(tiny_runs["mnist-proposed"])
+    assert "### mnist-proposed" in markdown(at)
+    assert at.query_params["run"] in ("mnist-proposed", ["mnist-proposed"])
     assert len(at.get("plotly_chart")) == 3 and len(at.metric) == 5
 
 
