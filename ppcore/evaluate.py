@@ -535,6 +535,8 @@ def evaluate(model_or_checkpoint, suite: str, *, limit: int | None = None,
     ap = attack_params or {}
     if not isinstance(ap, dict) or not all(isinstance(v, dict) for v in ap.values()):
         raise PPCoreError("attack_params must map attack names to dicts of parameters")
+    if suite == "sanity" and eps == 0:
+        raise PPCoreError("the sanity suite needs eps > 0 (its curves grow eps up from 0)")
     settings = EvalSettings(ds, eps, paper["pgd_step"], steps_t, restarts, bs, seed,
                             {k: dict(v) for k, v in ap.items()})
     ctx = Context(settings, method, src_model, src_config)

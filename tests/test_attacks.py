@@ -70,7 +70,7 @@ def test_attack_stays_in_budget_and_range_and_fools_an_undefended_model(name, sm
                                                                         correct_batch):
     x, y = correct_batch
     if name in ("autoattack", "cw_linf", "deepfool"):
-        x, y = x[:16], y[:16]          # the slow ones: fewer images
+        x, y = x[:12], y[:12]          # the slow ones: fewer images
     attack = _make(name, small_model)
     res = attack(small_model, x, y)
     assert isinstance(res, AttackResult)
@@ -107,7 +107,7 @@ def test_attack_runs_in_eval_mode_restores_it_and_leaves_the_weights_alone(name,
     spy.train()
     x, y = correct_batch
     attack = _make(name, small_model)
-    if name.startswith("cw"):
+    if name.startswith("cw") or name == "deepfool":
         attack = dataclasses.replace(attack, steps=3)
     attack(spy, x[:6], y[:6])
     small_model.eval()
@@ -253,19 +253,19 @@ def _torchattacks_cw_with_true_margin():
 
 def test_cw_l2_matches_torchattacks(small_model, mnist_test_batch):
     x, y = _interior(small_model, *mnist_test_batch)
-    x, y = x[:16], y[:16]
+    x, y = x[:12], y[:12]
     # lr 0.01: the loss falls steadily, so neither early-abort rule fires (the two rules differ
     # by a factor 0.9999, and a 1e-4 difference in the loss may flip one and not the other)
-    ours = make_attack("cw_l2", steps=50, search_steps=1, initial_const=5.0, lr=0.01)(
+    ours = make_attack("cw_l2", steps=40, search_steps=1, initial_const=5.0, lr=0.01)(
         small_model, x, y)
-    theirs = _torchattacks_cw_with_true_margin()(small_model, c=5.0, kappa=0, steps=50,
+    theirs = _torchattacks_cw_with_true_margin()(small_model, c=5.0, kappa=0, steps=40,
                                                  lr=0.01)(x, y)
     with torch.no_grad():
         fooled_theirs = small_model(theirs).argmax(1) != y
     l2_theirs = (theirs - x).flatten(1).norm(dim=1)
     assert abs(int(ours.success.sum()) - int(fooled_theirs.sum())) <= 1
     both = ours.success & fooled_theirs
-    assert both.sum() >= 10, (ours.success.sum(), fooled_theirs.sum())
+    assert both.sum() >= 8, (ours.success.sum(), fooled_theirs.sum())
     ratio = ours.l2[both] / l2_theirs[both]
     assert float((ratio - 1).abs().mean()) < 0.01, ratio
 
@@ -285,11 +285,11 @@ def test_cw_l2_binary_search_finds_smaller_perturbations(small_model, correct_ba
 def test_cw_linf_finds_small_linf_perturbations(small_model, correct_batch):
     x, y = correct_batch
     x, y = x[:8], y[:8]
-    res = make_attack("cw_linf", steps=30, max_rounds=8, initial_const=1.0, lr=0.1)(
+    res = make_attack("cw_linf", steps=25, max_rounds=6, initial_const=1.0, lr=0.1)(
         small_model, x, y)
     assert res.success.float().mean() >= 0.5
     # the tau rounds shrink the l-inf norm well below what the first round needed (tau = 1)
-    first = make_attack("cw_linf", steps=30, max_rounds=1, initial_const=1.0, lr=0.1)(
+    first = make_attack("cw_linf", steps=25, max_rounds=1, initial_const=1.0, lr=0.1)(
         small_model, x, y)
     both = res.success & first.success
     assert float(res.linf[both].mean()) < float(first.linf[both].mean())
@@ -353,7 +353,7 @@ def test_transfer_refuses_models_of_different_data_sets(small_model, fashion_run
 def test_autoattack_is_at_least_as_strong_as_pgd(small_model, mnist_test_batch):
     x, y = mnist_test_batch
     # eps 0.25: APGD takes most images, so FAB-T and Square (5000 queries) see only a few
-    x, y = x[:16], y[:16]
+    x, y = x[:10], y[:10]
     aa = make_attack("autoattack", eps=0.25)(small_model, x, y)
     pgd = make_attack("pgd", eps=0.25, alpha=0.01, steps=30)(small_model, x, y)
     assert aa.accuracy <= pgd.accuracy

@@ -63,7 +63,9 @@ class AutoAttackLinf(Attack):
                                n_classes=n_classes, seed=self.seed)
         # torchattacks prints from library code; keep our stdout clean (the CLI's report)
         out = io.StringIO()
-        with contextlib.redirect_stdout(out):
+        # torchattacks seeds torch's global generator: keep the caller's random state as it was
+        devices = [x.device] if x.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), contextlib.redirect_stdout(out):
             x_adv = attack(x, y)
         if out.getvalue().strip():
             log.debug("torchattacks: %s", out.getvalue().strip())
