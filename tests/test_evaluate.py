@@ -153,6 +153,7 @@ def test_blackbox_spatial_unbounded_and_autoattack_suites(mnist_small_run):
                                              "initial_const": 1.0}})
     _json_clean(ub)
     rows = {r["key"]: r for r in ub["rows"]}
+    assert list(rows) == ["clean", "deepfool", "cw_l2", "cw_linf"]
     df = rows["deepfool"]["metrics"]
     assert df["fooling_rate"] >= 80 and df["mean_l2"] > 0
     assert rows["deepfool"]["paper"] == {"fooling_rate": None, "mean_l2": None}  # 30 != 100
@@ -164,6 +165,19 @@ def test_blackbox_spatial_unbounded_and_autoattack_suites(mnist_small_run):
     rows = {r["key"]: r["metrics"]["accuracy"] for r in aa["rows"]}
     assert rows["autoattack"] <= rows["pgd_5"] + 100 / 8
     assert aa["worst_case"]["accuracy"] <= rows["autoattack"]
+
+
+def test_unbounded_defaults_are_table_7_and_cw_linf_runs_on_request():
+    from ppcore.evaluate import Context, EvalSettings
+
+    s = EvalSettings("mnist", 0.3, 0.01, (40, 100))
+    stages = SUITES["unbounded"].build(Context(s, "pgd_at", None, None))
+    assert [st.key for st in stages] == ["clean", "deepfool", "cw_l2"]
+    assert stages[1].paper == {"fooling_rate": 95.21, "mean_l2": 12.0685}
+    assert stages[2].paper == {"fooling_rate": 100, "mean_l2": 3.7438}
+    assert (stages[2].attack.steps, stages[2].attack.search_steps) == (1000, 4)
+    s = EvalSettings("mnist", 0.3, 0.01, (40, 100), attack_params={"cw_linf": {}})
+    assert SUITES["unbounded"].build(Context(s, "pgd_at", None, None))[-1].key == "cw_linf"
 
 
 @pytest.mark.parametrize("kwargs, message", [

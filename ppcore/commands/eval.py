@@ -1,8 +1,9 @@
 """Evaluate a checkpoint against the paper's attacks and print the paper's table beside ours.
 
 Suites: whitebox (Tables 1 / 9 / 2), spatial (Table 5), unbounded (Tables 7 / 8: DeepFool and
-C&W), blackbox (Tables 3 / 4 / 10; needs --source), autoattack, sanity (section 4.4: Figures 2
-and 3, FGSM vs PGD, black-box vs white-box, zero gradients). Unset attack settings are the
+C&W-L2; add C&W-Linf with any --attack-param cw_linf.NAME=VALUE), blackbox (Tables 3 / 4 / 10;
+needs --source), autoattack, sanity (section 4.4: Figures 2 and 3, FGSM vs PGD, black-box vs
+white-box, zero gradients). Unset attack settings are the
 paper's for the checkpoint's data set. The report goes to stdout; --json and --markdown save it.
 
 examples:
