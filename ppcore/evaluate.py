@@ -29,7 +29,8 @@ The result holds ``rows`` (one per attack: ``metrics`` measured, ``paper`` figur
 ``wall_s``), ``worst_case`` (the per-example worst case over the suite's bounded attacks: an
 image counts as robust only if every one of them leaves it correctly classified), and for the
 sanity suite ``checks`` (``{"name", "passed", "verdict", "numbers"}``; ``passed`` is None for a
-check that was skipped) and ``curves`` (Figures 2 and 3).
+check that was skipped) and ``curves`` (Figures 2 and 3). The autoattack suite has one check too:
+PGD's accuracy must not exceed AutoAttack's by more than 2 points.
 
 Unbounded attacks (DeepFool, C&W) report the fooling rate (percentage of test images the model
 misclassifies after the attack, as the paper's Tables 7 / 8 define it) and the mean l2 norm of
@@ -634,6 +635,9 @@ def evaluate(model_or_checkpoint, suite: str, *, limit: int | None = None,
         result["curves"] = _curves(rows)
         result["checks"] = _checks(rows, per_stage, stages, settings, n)
         result["verdicts"] = {c["name"]: c["verdict"] for c in result["checks"]}
+    elif suite == "autoattack":
+        result["checks"] = [_autoattack_check(rows, n)]
+        result["verdicts"] = {c["name"]: c["verdict"] for c in result["checks"]}
     result["wall_s"] = round(time.perf_counter() - t_start, 3)
     return result
 
@@ -768,9 +772,9 @@ def _checks(rows, per_stage, stages, s: EvalSettings, n: int) -> list[dict]:
     zg = next(r for r in rows if r["key"] == "zero_gradients")["metrics"]
     frac = zg["zero_gradient_fraction"]
     ok = frac <= SANITY_MAX_ZERO_GRAD
-    verdict = (f"{zg['n_zero_gradient']} of {n} test images have an all-zero input gradient "
-               + ("; gradient attacks have something to follow." if ok else
-                  f"({100 * frac:.1f}%): gradient attacks cannot move these images, so their "
+    verdict = (f"{zg['n_zero_gradient']} of {n} test images have an all-zero input gradient"
+               + (": gradient attacks have something to follow." if ok else
+                  f" ({100 * frac:.1f}%): gradient attacks cannot move these images, so their "
                   f"accuracy under attack says nothing about robustness (saturated softmax, "
                   f"non-differentiable layers)."))
     checks.append({"name": "no_zero_gradients", "passed": ok, "verdict": verdict,
@@ -778,6 +782,28 @@ def _checks(rows, per_stage, stages, s: EvalSettings, n: int) -> list[dict]:
                                "n_zero_gradient": zg["n_zero_gradient"], "n_images": n,
                                "max_fraction": SANITY_MAX_ZERO_GRAD}})
     return checks
+
+
+#: points by which AutoAttack may undercut PGD before PGD's figure is called an overestimate
+AUTOATTACK_GAP = 2.0
+
+
+def _autoattack_check(rows: list[dict], n: int) -> dict:
+    """AutoAttack's authors' test: a much stronger ensemble finding far more adversarial
+    examples than PGD means PGD (and every figure made with it) overestimates robustness."""
+    pgd = next(r for r in rows if r["attack"] == "pgd")
+    aa = next(r for r in rows if r["attack"] == "autoattack")
+    pa, aa_acc = pgd["metrics"]["accuracy"], aa["metrics"]["accuracy"]
+    gap = round(pa - aa_acc, 4)
+    ok = gap <= max(AUTOATTACK_GAP, 100.0 / n)
+    verdict = (f"AutoAttack leaves {aa_acc:.1f}% and {pgd['title']} {pa:.1f}%: PGD's figure is "
+               f"close to the strongest attack's, so it can be believed." if ok else
+               f"AutoAttack leaves {aa_acc:.1f}% but {pgd['title']} {pa:.1f}%: PGD overestimates "
+               f"robustness by {gap:.1f} points (weak gradients or masking); report "
+               f"AutoAttack's figure.")
+    return {"name": "pgd_close_to_autoattack", "passed": ok, "verdict": verdict,
+            "numbers": {"pgd_accuracy": pa, "autoattack_accuracy": aa_acc, "gap_points": gap,
+                        "max_gap_points": AUTOATTACK_GAP}}
 
 
 # -- rendering ---------------------------------------------------------------------------------
@@ -851,7 +877,8 @@ def render_markdown(result: dict) -> str:
                   "| accuracy (%) | " + " | ".join(_fmt(a, 1) for a in c["fgsm"]["accuracy"])
                   + " |"]
     if result.get("checks"):
-        lines += ["", "## Sanity checks (paper §4.4)", ""]
+        title = "Sanity checks (paper §4.4)" if result["suite"] == "sanity" else "Checks"
+        lines += ["", f"## {title}", ""]
         for ch in result["checks"]:
             mark = {True: "PASS", False: "FAIL", None: "SKIPPED"}[ch["passed"]]
             lines.append(f"- **{mark}** `{ch['name']}`: {ch['verdict']}")

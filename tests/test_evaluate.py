@@ -165,6 +165,9 @@ def test_blackbox_spatial_unbounded_and_autoattack_suites(mnist_small_run):
     rows = {r["key"]: r["metrics"]["accuracy"] for r in aa["rows"]}
     assert rows["autoattack"] <= rows["pgd_5"] + 100 / 8
     assert aa["worst_case"]["accuracy"] <= rows["autoattack"]
+    (check,) = aa["checks"]
+    assert check["name"] == "pgd_close_to_autoattack" and isinstance(check["passed"], bool)
+    assert check["numbers"]["gap_points"] == pytest.approx(rows["pgd_5"] - rows["autoattack"])
 
 
 def test_unbounded_defaults_are_table_7_and_cw_linf_runs_on_request():

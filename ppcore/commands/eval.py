@@ -3,8 +3,8 @@
 Suites: whitebox (Tables 1 / 9 / 2), spatial (Table 5), unbounded (Tables 7 / 8: DeepFool and
 C&W-L2; add C&W-Linf with any --attack-param cw_linf.NAME=VALUE), blackbox (Tables 3 / 4 / 10;
 needs --source), autoattack, sanity (section 4.4: Figures 2 and 3, FGSM vs PGD, black-box vs
-white-box, zero gradients). Unset attack settings are the
-paper's for the checkpoint's data set. The report goes to stdout; --json and --markdown save it.
+white-box, zero gradients). Unset attack settings are the paper's for the checkpoint's data set.
+The report goes to stdout; --json and --markdown save it.
 
 examples:
   python -m ppcore eval --checkpoint checkpoints/mnist-proposed --suite whitebox --limit 1000 \\
@@ -81,5 +81,5 @@ def run(args: argparse.Namespace) -> int:
     sys.stdout.write(render_markdown(result))
     failed = [c["name"] for c in result["checks"] if c["passed"] is False]
     if failed:
-        print(f"warning: sanity check(s) failed: {', '.join(failed)}", file=sys.stderr)
+        print(f"warning: check(s) failed: {', '.join(failed)}", file=sys.stderr)
     return 0
