@@ -180,7 +180,8 @@ def test_pgd_early_stop_is_never_much_weaker(small_model, mnist_test_batch):
     x, y = x[:50], y[:50]
     full = make_attack("pgd", eps=0.2, alpha=0.02, steps=10, early_stop=False)(small_model, x, y)
     early = make_attack("pgd", eps=0.2, alpha=0.02, steps=10, early_stop=True)(small_model, x, y)
-    assert early.accuracy <= full.accuracy + 0.01
+    # the same random starts; only the batch's make-up differs (float noise): one image slack
+    assert early.accuracy <= full.accuracy + 1 / 50
 
 
 def test_pgd_restarts_keep_the_per_example_worst_case(small_model, mnist_test_batch):
