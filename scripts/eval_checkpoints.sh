@@ -16,8 +16,10 @@
 #   OUT          checkpoint root (default checkpoints)
 #
 # The CPU run that made the committed eval JSONs:
-#   LIMIT_WB=1000 LIMIT_AA=200 LIMIT_SAN=500 LIMIT_BB=1000 LIMIT_SP=500 LIMIT_UB=100 \
-#   LIMIT_SWEEP=500 UB_PARAMS="cw_l2.steps=100 cw_linf.steps=100" scripts/eval_checkpoints.sh
+#   LIMIT_WB=1000 LIMIT_AA=200 LIMIT_SAN=300 LIMIT_BB=1000 LIMIT_SP=500 LIMIT_UB=100 \
+#   LIMIT_SWEEP=300 UB_PARAMS="cw_l2.steps=100 cw_linf.steps=100" scripts/eval_checkpoints.sh
+# (in several passes and streams as models finished training; the run stopped before every
+# (run, suite) pair was done: see docs/results.md for what exists)
 # A GPU user, on the full test sets:
 #   DEVICE=cuda scripts/eval_checkpoints.sh
 set -euo pipefail
