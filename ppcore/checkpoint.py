@@ -56,7 +56,8 @@ def save_checkpoint(run_dir: Path, model: nn.Module, record: dict) -> Path:
     run_dir = Path(run_dir)
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION,
                "record": json.dumps(record, sort_keys=True),
-               "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
+               "state_dict": {k: v.detach().cpu().contiguous()
+                              for k, v in model.state_dict().items()}}
     atomic_write_bytes(run_dir / MODEL_FILE, lambda f: torch.save(payload, f))
     atomic_write_json(run_dir / RECORD_FILE, record)
     return run_dir / MODEL_FILE

@@ -9,7 +9,18 @@ from dataclasses import dataclass, field
 from .data import DATASETS, dataset_info
 from .errors import PPCoreError
 from .methods import METHOD_PARAMS, METHODS, METRIC_XI, preset
-from .models import model_spec
+from .models import check_options, model_spec
+
+#: optimisers a run may use; the record names it, and resuming restores its state (Adam's too)
+OPTIMIZERS = ("sgd", "adam")
+#: how Eq. (1)'s regulariser is reduced over the m pairs of a batch. The printed equation has
+#: lambda * sum_j ||f_clean - f_noisy||^2 after a leading 1/(2m) whose reach cannot be read:
+#: "mean" reads 1/m on the regulariser (lambda * batch mean), "sum" reads none (lambda * sum).
+#: The default is chosen by the pilots in docs/results.md ("Choices the paper leaves open").
+REDUCTIONS = ("mean", "sum")
+#: arithmetic of training: "auto" is bf16 autocast + channels_last where the device does bf16
+#: natively (CPUs with AVX512-BF16 or AMX, GPUs with bf16), fp32 elsewhere
+PRECISIONS = ("auto", "fp32", "bf16")
 
 #: defaults that follow the data set where the user says nothing (SGD with momentum and a step
 #: schedule, as the paper; the drop points at 50% and 75% of training are the common choice)
@@ -31,9 +42,20 @@ class TrainConfig:
     lr: float
     momentum: float = 0.9
     weight_decay: float = 0.0
-    #: learning rate is multiplied by ``lr_gamma`` at these fractions of the run
+    #: "sgd" (with ``momentum``) or "adam" (betas 0.9, 0.999)
+    optimizer: str = "sgd"
+    #: learning rate is multiplied by ``lr_gamma`` at these fractions of the run's iterations
     lr_milestones: tuple[float, ...] = (0.5, 0.75)
     lr_gamma: float = 0.1
+    #: linear learning-rate warm-up from 0 over the first this many iterations (0: none)
+    warmup_iters: int = 0
+    #: linear epsilon warm-up of the adversarial methods over the first this many iterations
+    #: (0: the full epsilon from the first step)
+    eps_warmup_iters: int = 0
+    #: Eq. (1)'s reduction of the pairing term over the batch: "mean" or "sum" (see REDUCTIONS)
+    reduction: str = "mean"
+    #: "auto", "fp32" or "bf16" (see PRECISIONS); the record also says what "auto" became
+    precision: str = "auto"
     seed: int = 0
     # method hyper-parameters; None where the method does not use one
     lam: float | None = None
@@ -49,6 +71,12 @@ class TrainConfig:
     metrics_every: int = 20
     #: size of the l-inf noise with which d_per is measured (same for every method)
     metric_xi: float = 0.3
+    #: the robustness meter: accuracy under PGD-10 at the data set's epsilon on a fixed probe
+    #: set of this many test images, at every epoch end (0: off) ...
+    probe_size: int = 200
+    #: ... and every this many iterations; 0 picks the interval at which the meter costs about
+    #: 5% of the run, measured on its first reading (-1: epoch ends only)
+    probe_every: int = 0
     model_options: dict = field(default_factory=dict)
     #: a run's own name where it differs from the paper's setting (e.g. "pgd_at-short": a
     #: shorter schedule than Madry et al.'s must never pass for the paper's PGD-AT)
@@ -63,15 +91,20 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
+        if not isinstance(d, dict):
+            raise PPCoreError(f"training settings must be a JSON object, got {type(d).__name__}")
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - names
         if unknown:
             raise PPCoreError(f"unknown training setting(s): {', '.join(sorted(unknown))}")
         d = dict(d)
-        if "lr_milestones" in d:
-            d["lr_milestones"] = tuple(d["lr_milestones"])
-        cfg = cls(**d)
-        validate(cfg)
+        try:
+            if "lr_milestones" in d:
+                d["lr_milestones"] = tuple(d["lr_milestones"])
+            cfg = cls(**d)
+            validate(cfg)
+        except TypeError as exc:  # a setting of the wrong type, e.g. epochs "x"
+            raise PPCoreError(f"malformed training settings: {exc}") from None
         return cfg
 
 
@@ -83,7 +116,8 @@ def make_config(dataset: str, model: str | None = None, method: str = "normal",
     if method not in METHODS:
         raise PPCoreError(f"unknown method '{method}': choose one of {', '.join(METHODS)}")
     model = model or DEFAULT_MODEL[dataset]
-    model_spec(model)
+    overrides["model_options"] = model_spec(model).new_run_options(
+        overrides.get("model_options"))
     values: dict = dict(_DATA_DEFAULTS[dataset])
     values.update(preset(method, dataset))
     values["metric_xi"] = METRIC_XI[dataset]
@@ -105,7 +139,7 @@ def validate(cfg: TrainConfig) -> None:
         raise PPCoreError(f"unknown data set '{cfg.dataset}': choose one of {', '.join(DATASETS)}")
     if cfg.method not in METHODS:
         raise PPCoreError(f"unknown method '{cfg.method}': choose one of {', '.join(METHODS)}")
-    model_spec(cfg.model)
+    check_options(cfg.model, cfg.model_options)
     method = METHODS[cfg.method]
     for name in method.params:
         if getattr(cfg, name) is None:
@@ -157,3 +191,15 @@ def validate(cfg: TrainConfig) -> None:
         raise PPCoreError(f"metrics interval must be at least 1, got {cfg.metrics_every}")
     if not all(0 < m <= 1 for m in cfg.lr_milestones):
         raise PPCoreError("learning-rate milestones are fractions of the run in (0, 1]")
+    for name, allowed in (("optimizer", OPTIMIZERS), ("reduction", REDUCTIONS),
+                          ("precision", PRECISIONS)):
+        if getattr(cfg, name) not in allowed:
+            raise PPCoreError(f"{name} must be one of {', '.join(allowed)}, "
+                              f"got {getattr(cfg, name)!r}")
+    for name in ("warmup_iters", "eps_warmup_iters", "probe_size"):
+        if not isinstance(getattr(cfg, name), int) or getattr(cfg, name) < 0:
+            raise PPCoreError(f"{name.replace('_', ' ')} must be a whole number >= 0, "
+                              f"got {getattr(cfg, name)!r}")
+    if not isinstance(cfg.probe_every, int) or cfg.probe_every < -1:
+        raise PPCoreError(f"probe interval must be -1, 0 (automatic) or a number of "
+                          f"iterations, got {cfg.probe_every!r}")

@@ -18,3 +18,54 @@ def pick_device(spec: str = "auto") -> torch.device:
     if spec.startswith("cuda") and not torch.cuda.is_available():
         raise PPCoreError("device 'cuda' was asked for but no CUDA GPU is available here")
     return torch.device(spec)
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def bf16_native(device: torch.device) -> bool:
+    """True where bf16 matrix arithmetic runs in hardware: GPUs that support bf16, and CPUs with
+    AVX512-BF16 or AMX (elsewhere bf16 on a CPU is emulated and slower than fp32)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return bool(_cpu_flags() & {"avx512_bf16", "amx_bf16"})
+    return False
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` -> ``bf16`` where the device does bf16 natively, else ``fp32``. An explicit
+    ``bf16`` is honoured (slow but correct on other CPUs)."""
+    if precision not in ("auto", "fp32", "bf16"):
+        raise PPCoreError(f"unknown precision '{precision}': choose auto, fp32 or bf16")
+    if precision == "auto":
+        return "bf16" if bf16_native(device) else "fp32"
+    return precision
+
+
+def autocast(precision: str, device: torch.device):
+    """The autocast context of a resolved precision (a no-op context for fp32)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def machine_name(device: torch.device) -> str:
+    """What a record says the run ran on: the GPU's name, or the CPU's model and threads."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((ln.split(":", 1)[1].strip() for ln in f
+                          if ln.startswith("model name")), "")
+    except OSError:
+        pass
+    import platform
+    return f"{model or platform.processor() or 'CPU'}, {torch.get_num_threads()} threads"

@@ -8,9 +8,11 @@ process can tail it while training runs), ``status.json``, ``model.pt``/``model.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import logging
+import math
 import os
 import time
 from pathlib import Path
@@ -21,7 +23,9 @@ from torch import nn
 from . import __version__
 from .checkpoint import (RESUME_FILE, atomic_write_bytes, atomic_write_json, save_checkpoint)
 from .config import TrainConfig
+from .attacks.functional import pgd_linf
 from .data import TensorData, dataset_info
+from .device import autocast, machine_name, resolve_precision
 from .errors import PPCoreError
 from .methods import METHODS
 from .metrics import feature_distances
@@ -46,6 +50,42 @@ def accuracy(model: nn.Module, data: TensorData, batch_size: int = 1000) -> floa
     return correct / max(len(data), 1)
 
 
+#: the robustness meter: PGD-10 from a random start, step 2.5 eps / steps (Madry et al.'s ratio)
+PROBE_STEPS = 10
+#: the share of the run the meter may take between epoch ends (when probe_every is automatic)
+PROBE_BUDGET = 0.05
+
+
+def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
+                           weight_decay=cfg.weight_decay)
+
+
+def lr_factor(cfg: TrainConfig, iteration: int, total_iters: int) -> float:
+    """The learning rate of 0-based ``iteration`` as a fraction of ``cfg.lr``: a linear warm-up
+    over ``warmup_iters``, then ``lr_gamma`` at each milestone (a fraction of all iterations)."""
+    warm = min(1.0, (iteration + 1) / cfg.warmup_iters) if cfg.warmup_iters else 1.0
+    drops = sum(iteration >= round(f * total_iters) for f in cfg.lr_milestones
+                if round(f * total_iters) < total_iters)
+    return warm * cfg.lr_gamma ** drops
+
+
+def schedule_text(cfg: TrainConfig) -> str:
+    """The schedule in words, for the record."""
+    parts = [f"{cfg.optimizer} lr {cfg.lr:g}"
+             + (f", momentum {cfg.momentum:g}" if cfg.optimizer == "sgd" else "")]
+    if cfg.warmup_iters:
+        parts.append(f"linear warm-up over {cfg.warmup_iters} iterations")
+    if cfg.lr_milestones:
+        parts.append(f"x{cfg.lr_gamma:g} at {', '.join(f'{m:.0%}' for m in cfg.lr_milestones)}"
+                     f" of the iterations")
+    if cfg.eps_warmup_iters:
+        parts.append(f"epsilon warm-up over {cfg.eps_warmup_iters} iterations")
+    return "; ".join(parts)
+
+
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -62,13 +102,20 @@ class Trainer:
                                           data_dir=data_dir, download=download)
         self.test_data = TensorData.load(cfg.dataset, "test", device, limit=cfg.limit_test,
                                          data_dir=data_dir, download=download)
+        self.precision = resolve_precision(cfg.precision, device)
         torch.manual_seed(cfg.seed)
         self.model = build_model(cfg.model, self.info, **cfg.model_options).to(device)
-        self.opt = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                                   weight_decay=cfg.weight_decay)
-        milestones = sorted({max(1, round(f * cfg.epochs)) for f in cfg.lr_milestones
-                             if round(f * cfg.epochs) < cfg.epochs})
-        self.sched = torch.optim.lr_scheduler.MultiStepLR(self.opt, milestones, cfg.lr_gamma)
+        if self.precision == "bf16":  # the fast path: bf16 kernels want NHWC activations
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.opt = make_optimizer(cfg, self.model.parameters())
+        self.iters_per_epoch = self.train_data.num_batches(cfg.batch_size)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(
+            self.opt, lambda it: lr_factor(self.cfg, it, self.cfg.epochs * self.iters_per_epoch))
+        self.probe_data = (TensorData(self.test_data.images[:cfg.probe_size],
+                                      self.test_data.labels[:cfg.probe_size], device)
+                           if cfg.probe_size else None)
+        self.probe_every = cfg.probe_every if cfg.probe_every > 0 else None
+        self.probe_time = 0.0
         self.perm_gen = torch.Generator().manual_seed(cfg.seed)
         self.noise_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
         self.metric_gen = torch.Generator(device=device).manual_seed(cfg.seed + 2)
@@ -104,7 +151,16 @@ class Trainer:
             "epoch_times_s": [h["epoch_time_s"] for h in self.history],
             "method_title": self.method.title, "dataset_title": self.info.title,
             "ppcore_version": __version__, "torch_version": torch.__version__,
-            "device": str(self.device), "created": _now(),
+            "device": str(self.device), "machine": machine_name(self.device),
+            "precision": self.precision, "optimizer": self.cfg.optimizer,
+            "schedule": schedule_text(self.cfg), "seed": self.cfg.seed,
+            "batch_size": self.cfg.batch_size,
+            "robust_acc": last.get("robust_acc"),
+            "probe": (f"PGD-{PROBE_STEPS} at eps {self.info.eps:g} on the first "
+                      f"{len(self.probe_data)} test images, every "
+                      f"{self.probe_every or 'epoch end'} iterations"
+                      if self.probe_data is not None else None),
+            "created": _now(),
         }
 
     def _save_resume(self) -> None:
@@ -158,6 +214,44 @@ class Trainer:
         clean, pair = logits.chunk(2)
         return feature_distances(clean, pair, y)
 
+    def _probe(self) -> float:
+        """Accuracy under PGD-10 at the data set's epsilon on the fixed probe set, in fp32 and
+        eval mode, from the same random start every time (its own generator), so readings are
+        comparable along the run and the training's random streams are untouched."""
+        t0 = time.perf_counter()
+        was_training = self.model.training
+        self.model.eval()
+        eps = self.info.eps
+        gen = torch.Generator(device=self.device).manual_seed(12345)
+        correct = 0
+        try:
+            for x, y in self.probe_data.batches(500):
+                x_adv = pgd_linf(self.model, x, y, eps, 2.5 * eps / PROBE_STEPS, PROBE_STEPS,
+                                 generator=gen, early_stop=True)
+                with torch.no_grad():
+                    correct += int((self.model(x_adv).argmax(1) == y).sum())
+        finally:
+            self.model.train(was_training)
+        self.probe_time = time.perf_counter() - t0
+        return correct / len(self.probe_data)
+
+    def _emit_probe(self, epoch_progress: float) -> None:
+        acc = self._probe()
+        self._emit({"type": "probe", "iter": self.iteration, "epoch": self.epoch,
+                    "epoch_progress": epoch_progress, "robust_acc": acc,
+                    "probe_time_s": self.probe_time})
+
+    def _pick_probe_every(self, seconds_per_iter: float) -> None:
+        """probe_every 0: probe between epoch ends as often as costs PROBE_BUDGET of the run."""
+        if self.cfg.probe_every != 0 or self.probe_data is None or self.probe_every:
+            return
+        n = math.ceil(self.probe_time / (PROBE_BUDGET * max(seconds_per_iter, 1e-9)))
+        n = -(-n // self.cfg.metrics_every) * self.cfg.metrics_every
+        if n < self.iters_per_epoch:
+            self.probe_every = n
+            log.info("robustness meter every %d iterations (%.2fs a reading)", n,
+                     self.probe_time)
+
     def fit(self, resume: bool = False) -> dict:
         cfg = self.cfg
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -167,8 +261,14 @@ class Trainer:
         self._emit({"type": "start", "time": _now(), "config": cfg.to_dict(),
                     "resumed_at_epoch": self.epoch if resumed else None,
                     "device": str(self.device), "train_images": len(self.train_data),
-                    "iterations_per_epoch": self.train_data.num_batches(cfg.batch_size)})
+                    "iterations_per_epoch": self.iters_per_epoch, "precision": self.precision,
+                    "machine": machine_name(self.device)})
         self._status("running")
+        if self.probe_data is not None:
+            if resumed:
+                self._probe()  # times a reading for the automatic interval; already recorded
+            else:
+                self._emit_probe(0.0)
         status = "complete"
         try:
             while self.epoch < cfg.epochs and not self._stop:
@@ -196,12 +296,19 @@ class Trainer:
         n_batches = self.train_data.num_batches(cfg.batch_size)
         bar = Progress(n_batches, f"epoch {self.epoch + 1}/{cfg.epochs}", enabled=self.progress)
         t_epoch = t_window = time.perf_counter()
-        seen_window, correct, seen = 0, 0, 0
+        seen_window, correct, seen, probe_s = 0, 0, 0, 0.0
         for i, (x, y) in enumerate(self.train_data.batches(cfg.batch_size, shuffle=True,
                                                            generator=self.perm_gen)):
             if self._stop:
                 break
-            out = self.method.loss(model, x, y, cfg, self.noise_gen)
+            if self.precision == "bf16":
+                x = x.contiguous(memory_format=torch.channels_last)
+            step_cfg = cfg
+            if cfg.eps_warmup_iters and cfg.eps is not None:
+                ramp = min(1.0, (self.iteration + 1) / cfg.eps_warmup_iters)
+                step_cfg = dataclasses.replace(cfg, eps=cfg.eps * ramp)
+            with autocast(self.precision, self.device):
+                out = self.method.loss(model, x, y, step_cfg, self.noise_gen)
             if not torch.isfinite(out.loss):  # a CPU-GPU sync point, but a cheap one
                 raise PPCoreError(
                     f"the loss became {float(out.loss)} at iteration {self.iteration + 1}: "
@@ -209,6 +316,7 @@ class Trainer:
             self.opt.zero_grad(set_to_none=True)
             out.loss.backward()
             self.opt.step()
+            self.sched.step()
             self.iteration += 1
             seen_window += y.numel()
             batch_correct = int((out.logits.argmax(1) == y).sum())
@@ -223,23 +331,36 @@ class Trainer:
                        "images_per_s": seen_window / max(now - t_window, 1e-9),
                        **self._distances(x, y)}
                 self._emit(row)
+                self._pick_probe_every((now - t_window) * cfg.batch_size
+                                       / max(seen_window, 1))
                 t_window, seen_window = time.perf_counter(), 0
                 bar.update(0, f"loss {row['loss']:.3f} d_per {row['d_per']:.2f} "
                               f"d_intra {row['d_intra']:.2f}")
+            if (self.probe_every and self.iteration % self.probe_every == 0
+                    and i < n_batches - 1):
+                t_probe = time.perf_counter()
+                self._emit_probe(self.epoch + (i + 1) / n_batches)
+                probe_s += time.perf_counter() - t_probe
+                t_window += time.perf_counter() - t_probe  # images/s counts training alone
             bar.update()
         bar.close()
         if self._stop:
             return
         if self.device.type == "cuda":
             torch.cuda.synchronize()  # the epoch's kernels are queued, not done, until here
-        self.sched.step()
         self.epoch += 1
-        epoch_time = time.perf_counter() - t_epoch
+        # wall time of training alone: the meter's readings are reported on their own
+        epoch_time = time.perf_counter() - t_epoch - probe_s
         test_acc = accuracy(model, self.test_data)
         last = self._distances(*next(self.train_data.batches(min(len(self.train_data), 500))))
+        robust = {}
+        if self.probe_data is not None:
+            robust = {"robust_acc": self._probe(), "probe_time_s": self.probe_time}
+            probe_s += self.probe_time
         summary = {"type": "epoch", "epoch": self.epoch, "iter": self.iteration,
                    "test_acc": test_acc, "train_acc": correct / max(seen, 1),
-                   "epoch_time_s": epoch_time, **last}
+                   "epoch_time_s": epoch_time, "probe_share": probe_s / max(
+                       epoch_time + probe_s, 1e-9), **last, **robust}
         self.history.append(summary)
         self._emit(summary)
         log.info("epoch %d/%d: test accuracy %.4f, %.1fs", self.epoch, cfg.epochs, test_acc,
