@@ -1,17 +1,23 @@
-"""Time one training epoch of each method on the same machine and data, as a ratio to normal.
+"""Time one training epoch of each method on the same machine and data, as a ratio to normal,
+in each precision; and the share of a run the robustness meter takes.
 
     python bench/bench_train.py [--limit-train 10000] [--repeats 3] [--device auto]
+                                [--precisions bf16 fp32] [--meter-epoch]
 
 The paper's ratios (MNIST, one TITAN X): proposed 1.67, FGSM-AT 2.2, PGD-AT 35. Targets here:
-proposed/normal <= 2.05 on a 2-core CPU and <= 1.25 on a GPU. Methods are interleaved and the
-fastest of ``--repeats`` epochs is kept, so that a busy machine skews every method alike.
+proposed/normal <= 2.05 on a 2-core CPU (same precision) and <= 1.25 on a GPU; a proposed epoch
+on the fast path (bf16 + channels_last) no slower than a normal fp32 epoch. Methods and
+precisions are interleaved and the fastest of ``--repeats`` epochs is kept, so that a busy
+machine skews every cell alike. The meter is off in the timed epochs; ``--meter-epoch`` then
+trains one full epoch of normal and of proposed with it on (automatic interval) and reports the
+share of the run it took.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
+import logging
 import sys
 import time
 from pathlib import Path
@@ -22,8 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from ppcore.config import make_config  # noqa: E402
-from ppcore.device import pick_device  # noqa: E402
-from ppcore.train import Trainer  # noqa: E402
+from ppcore.device import bf16_native, machine_name, pick_device  # noqa: E402
+from ppcore.train import METRICS_FILE, Trainer  # noqa: E402
+
+log = logging.getLogger("bench_train")
 
 METHODS = ("normal", "proposed", "fgsm_at", "pgd_at", "alp", "trades", "fgsm_rs")
 PAPER = {"normal": 1.0, "proposed": 10 / 6, "fgsm_at": 13 / 6, "pgd_at": 212 / 6,
@@ -37,35 +45,67 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--methods", nargs="+", default=list(METHODS))
     p.add_argument("--device", default="auto")
+    p.add_argument("--precisions", nargs="+", choices=("bf16", "fp32"),
+                   help="default: bf16 and fp32 where the device has bf16, else fp32")
+    p.add_argument("--meter-epoch", action="store_true",
+                   help="also one full epoch of normal and proposed with the meter on")
     p.add_argument("--json", help="write the figures here too")
     args = p.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    logging.getLogger("ppcore").setLevel(logging.WARNING)
     device = pick_device(args.device)
-    best: dict[str, float] = {}
+    precisions = args.precisions or (["bf16", "fp32"] if bf16_native(device) else ["fp32"])
+    best: dict[tuple[str, str], float] = {}
+    meter: dict[str, dict] = {}
     with TemporaryDirectory() as tmp:
         for rep in range(args.repeats):
             for m in args.methods:
-                # metrics every 10^9 iterations: the bench times the method, not the logging
-                cfg = make_config(args.dataset, method=m, epochs=1, limit_train=args.limit_train,
-                                  limit_test=100, metrics_every=10**9, seed=rep)
-                trainer = Trainer(cfg, Path(tmp) / f"{m}-{rep}", device, progress=False)
-                t0 = time.perf_counter()
-                record = trainer.fit()
-                t = record["epoch_times_s"][0]
-                best[m] = min(best.get(m, float("inf")), t)
-                print(f"repeat {rep + 1}: {m:<9} {t:8.2f} s/epoch "
-                      f"(run {time.perf_counter() - t0:.1f} s)", file=sys.stderr, flush=True)
-    cpu = platform.processor() or platform.machine()
-    print(f"# {args.dataset}, {args.limit_train} training images, device {device} "
-          f"({torch.cuda.get_device_name() if device.type == 'cuda' else cpu}, "
-          f"{torch.get_num_threads()} threads), torch {torch.__version__}, best of "
-          f"{args.repeats}")
-    print(f"{'method':<10} {'s/epoch':>9} {'ratio':>7} {'paper':>7}")
+                for prec in precisions:
+                    # metrics every 10^9 iterations and no meter: the bench times the method
+                    cfg = make_config(args.dataset, method=m, epochs=1, limit_train=args.limit_train,
+                                      limit_test=100, metrics_every=10**9, seed=rep,
+                                      precision=prec, probe_size=0)
+                    trainer = Trainer(cfg, Path(tmp) / f"{m}-{prec}-{rep}", device, progress=False)
+                    t0 = time.perf_counter()
+                    record = trainer.fit()
+                    t = record["epoch_times_s"][0]
+                    best[m, prec] = min(best.get((m, prec), float("inf")), t)
+                    log.info("repeat %d: %-9s %s %8.2f s/epoch (run %.1f s)", rep + 1, m, prec,
+                             t, time.perf_counter() - t0)
+        if args.meter_epoch:
+            for m in ("normal", "proposed"):
+                cfg = make_config(args.dataset, method=m, epochs=1, limit_test=1000)
+                trainer = Trainer(cfg, Path(tmp) / f"meter-{m}", device, progress=False)
+                trainer.fit()
+                rows = [json.loads(x) for x in
+                        (Path(tmp) / f"meter-{m}" / METRICS_FILE).read_text().splitlines()]
+                epoch = next(r for r in rows if r["type"] == "epoch")
+                meter[m] = {"probe_share": epoch["probe_share"],
+                            "readings": sum(r["type"] == "probe" for r in rows) + 1,
+                            "probe_every": trainer.probe_every,
+                            "epoch_time_s": epoch["epoch_time_s"],
+                            "reading_s": epoch["probe_time_s"]}
+    print(f"# {args.dataset}, {args.limit_train} training images, {machine_name(device)}, "
+          f"torch {torch.__version__}, best of {args.repeats}")
+    print(f"{'method':<10} {'precision':<9} {'s/epoch':>9} {'ratio':>7} {'paper':>7}")
     for m in args.methods:
-        paper = f"{PAPER[m]:7.2f}" if m in PAPER else "      -"
-        print(f"{m:<10} {best[m]:9.2f} {best[m] / best['normal']:7.2f} {paper}")
+        for prec in precisions:
+            paper = f"{PAPER[m]:7.2f}" if m in PAPER else "      -"
+            ratio = best[m, prec] / best["normal", prec] if ("normal", prec) in best else None
+            print(f"{m:<10} {prec:<9} {best[m, prec]:9.2f} "
+                  f"{'-' if ratio is None else f'{ratio:7.2f}':>7} {paper}")
+    if ("proposed", "bf16") in best and ("normal", "fp32") in best:
+        r = best["proposed", "bf16"] / best["normal", "fp32"]
+        print(f"proposed (bf16) / normal (fp32): {r:.2f} (target <= 1.00)")
+    for m, v in meter.items():
+        print(f"meter, {m}: {v['readings']} readings of {v['reading_s']:.2f} s in one full epoch "
+              f"({v['epoch_time_s']:.1f} s of training; every {v['probe_every'] or 'epoch end'}"
+              f" iterations): {100 * v['probe_share']:.1f}% of the run")
     if args.json:
-        Path(args.json).write_text(json.dumps({"device": str(device), "best_s": best,
-                                               "limit_train": args.limit_train}, indent=2))
+        Path(args.json).write_text(json.dumps(
+            {"device": str(device), "machine": machine_name(device),
+             "best_s": {f"{m}/{p}": t for (m, p), t in best.items()}, "meter": meter,
+             "limit_train": args.limit_train}, indent=2))
 
 
 if __name__ == "__main__":

@@ -49,8 +49,14 @@ train() {
   shift 3
   if [[ -n "${ONLY:-}" && " $ONLY " != *" ${dir##*/} "* ]]; then return 0; fi
   if [[ -f "$dir/model.json" ]] && grep -q '"status": "complete"' "$dir/model.json"; then
-    echo "== skip $dir (complete)"
-    return 0
+    if grep -q '"init":' "$dir/model.json"; then
+      echo "== skip $dir (complete)"
+      return 0
+    fi
+    # a checkpoint of the first release (before the recipe of issue 8: no recorded init, 1-3
+    # epochs); git keeps it, the folder is retrained from scratch
+    echo "== replace $dir (made before the current recipe)"
+    rm -rf "$dir"
   fi
   echo "== $(date -u +%H:%M:%S) train $dir"
   local note="${NOTE:+$NOTE; }scripts/train_checkpoints.sh"
