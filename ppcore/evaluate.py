@@ -63,6 +63,7 @@ from .attacks.transfer import check_same_dataset
 from .data import DATASETS, TensorData, dataset_info
 from .device import pick_device
 from .errors import PPCoreError
+from .modes import eval_mode
 from .progress import Progress
 
 log = logging.getLogger(__name__)
@@ -428,23 +429,14 @@ def _batches(data, batch_size: int):
 def _measure(stage: Stage, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
              batch_index: int) -> dict[str, torch.Tensor]:
     if stage.kind == "gradient":
-        was = model.training
-        model.eval()
-        try:
+        with eval_mode(model):
             grad, logits = input_grad(model, x, y)
-        finally:
-            model.train(was)
         return {"correct": logits.argmax(1) == y,
                 "zero_grad": grad.flatten(1).abs().amax(1) == 0,
                 "loss": F.cross_entropy(logits, y, reduction="none")}
     if stage.attack is None:
-        was = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                logits = model(x)
-        finally:
-            model.train(was)
+        with eval_mode(model), torch.no_grad():
+            logits = model(x)
         return {"correct": logits.argmax(1) == y,
                 "loss": F.cross_entropy(logits, y, reduction="none")}
     attack = stage.attack
