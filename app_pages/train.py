@@ -6,6 +6,7 @@ import streamlit as st
 
 from app_pages import ui
 from ppcore import jobs
+from ppcore import runs as run_dirs
 from ppcore.config import DEFAULT_MODEL, make_config
 from ppcore.data import DATASETS
 from ppcore.errors import PPCoreError
@@ -153,11 +154,11 @@ if go:
 
 # -- runs ------------------------------------------------------------------------------------
 st.subheader("Runs", divider="gray")
-runs = jobs.list_runs()
+runs = run_dirs.list_runs()
 if not runs:
     ui.to_url(url)
     st.info("No runs yet: start one above. Runs are folders under "
-            + ", ".join(f"`{ui.short(r)}`" for r in jobs.run_roots()) + ".",
+            + ", ".join(f"`{ui.short(r)}`" for r in run_dirs.run_roots()) + ".",
             icon=":material/info:")
     st.stop()
 
@@ -175,7 +176,7 @@ with left:
              format_func=lambda p: f"{by_path[p].name} · {by_path[p].settings_text} · "
                                    f"{by_path[p].status}")
     st.caption(f"{len(runs)} runs under " + ", ".join(f"`{ui.short(r)}`"
-                                                      for r in jobs.run_roots()))
+                                                      for r in run_dirs.run_roots()))
 
 watched = by_path[st.session_state.train_watch]
 ui.to_url({**url, "run": watched.name})
@@ -209,15 +210,15 @@ def _lines(rows: list[dict], keys: dict[str, str], title: str, ytitle: str, *,
 
 @st.fragment(run_every=1.0 if watched.active else None)
 def live(path: str, was_active: bool) -> None:
-    info = jobs.read_run(by_path[path].path, by_path[path].root)
+    info = run_dirs.read_run(by_path[path].path, by_path[path].root)
     info.name = by_path[path].name
     tail = tails.get(path)
     if tail is None:
-        tail = tails[path] = jobs.MetricsTail(info.path)
+        tail = tails[path] = run_dirs.MetricsTail(info.path)
     tail.read()
     rows = tail.rows
     iters, epochs = tail.of_type("iter"), tail.of_type("epoch")
-    frac, elapsed, eta = jobs.progress(info, rows)
+    frac, elapsed, eta = run_dirs.progress(info, rows)
 
     head = st.columns([3, 1, 1], vertical_alignment="center")
     head[0].markdown(f"### {info.name} {ui.status_badge(info.status)}")
@@ -292,7 +293,7 @@ def live(path: str, was_active: bool) -> None:
                    "below d_intra.")
     if info.job is not None and info.status in ("failed", "died"):
         with st.expander("Log"):
-            st.code(jobs.log_tail(info.path), language=None)
+            st.code(run_dirs.log_tail(info.path), language=None)
     if was_active and not info.active:
         st.rerun()  # the run ended: refresh the whole page (the list, the refresh timer)
 

@@ -9,7 +9,8 @@ from typing import Any, Callable
 
 import streamlit as st
 
-from ppcore import jobs, lab
+from ppcore import lab
+from ppcore import runs as run_dirs
 from ppcore.errors import PPCoreError
 
 lab.use_threads()
@@ -29,7 +30,7 @@ def _load(path: str, mtime: float, dataset: str | None):
     return load_model(path, dataset=dataset, device="cpu")
 
 
-def load_models(runs: list[jobs.RunInfo], dataset: str | None = None,
+def load_models(runs: list[run_dirs.RunInfo], dataset: str | None = None,
                 ) -> tuple[dict[str, Any], list[str]]:
     """{run name: model} of the runs that load, and one message per run that does not (a damaged
     file, another data set). Models stay loaded across reruns, keyed by path and file time."""
@@ -42,11 +43,11 @@ def load_models(runs: list[jobs.RunInfo], dataset: str | None = None,
     return models, errors
 
 
-def model_runs(dataset: str | None = None) -> list[jobs.RunInfo]:
-    return jobs.list_runs(dataset=dataset, with_model=True)
+def model_runs(dataset: str | None = None) -> list[run_dirs.RunInfo]:
+    return run_dirs.list_runs(dataset=dataset, with_model=True)
 
 
-def default_models(runs: list[jobs.RunInfo], n: int = 3) -> list[str]:
+def default_models(runs: list[run_dirs.RunInfo], n: int = 3) -> list[str]:
     """Up to ``n`` finished models worth comparing: normal, proposed and an adversarially
     trained one where there are such, the paper's settings (not a sweep's) first."""
     picked: list[str] = []
@@ -155,7 +156,7 @@ def status_badge(status: str) -> str:
     return f":{STATUS_COLOUR.get(status, 'gray')}-badge[{status}]"
 
 
-def run_caption(run: jobs.RunInfo) -> str:
+def run_caption(run: run_dirs.RunInfo) -> str:
     """One line about a run: method and settings, accuracy, data."""
     c = run.config or {}
     parts = [f"**{run.name}**: {run.settings_text}"]
