@@ -74,7 +74,7 @@ if c3.button("Run evaluation", type="primary", icon=":material/play_arrow:",
         try:
             jobs.launch_eval(by_name[n].path, suite, lim, "cpu" if device == "auto" else device,
                              source)
-        except PPCoreError as exc:
+        except (PPCoreError, OSError) as exc:
             st.error(f"{n}: {exc}", icon=":material/error:")
 
 if not chosen:

@@ -546,8 +546,11 @@ class MetricsTail:
         self.rows += new
         return new
 
-    def of_type(self, kind: str) -> list[dict]:
-        return [r for r in self.rows if r.get("type") == kind]
+    def of_type(self, kind: str, *numbers: str) -> list[dict]:
+        """The rows of type ``kind`` that hold a finite number under each of ``numbers`` (a
+        damaged row is left out rather than breaking a chart)."""
+        return [r for r in self.rows if r.get("type") == kind and all(
+            _finite(r.get(k)) for k in numbers)]
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
@@ -556,9 +559,12 @@ def read_metrics(run_dir: Path) -> list[dict]:
     return tail.rows
 
 
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
 def _num(v, default: float = 0.0) -> float:
-    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-    return float(v) if ok else default
+    return float(v) if _finite(v) else default
 
 
 def progress(info: RunInfo, rows: list[dict]) -> tuple[float, float | None, float | None]:
@@ -712,7 +718,8 @@ def read_sweep(sweep_dir: Path) -> Sweep | None:
     sweep_dir = Path(sweep_dir)
     spec = read_json(sweep_dir / SWEEP_FILE)
     if spec is None or not isinstance(spec.get("runs"), list) or \
-            not isinstance(spec.get("base"), dict) or not isinstance(spec.get("lams"), list):
+            not isinstance(spec.get("base"), dict) or not isinstance(spec.get("lams"), list) \
+            or not all(_finite(v) for v in spec["lams"]):
         return None
     runs, points = [], []
     job = read_job(sweep_dir)

@@ -118,9 +118,16 @@ def check_eps(eps: float, what: str = "epsilon") -> float:
     return float(eps)
 
 
-def check_steps(steps: int, what: str = "steps") -> int:
+def check_steps(steps: int, what: str = "steps", *, key: str | None = None) -> int:
+    """A whole number >= 1 and at most the limit of parameter ``key`` (default ``what``) in
+    ``ppcore.params``: the same limit the lab's widgets and links have."""
+    from ..params import most
+
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise PPCoreError(f"{what} must be a whole number of at least 1, got {steps}")
+    top = most(key or what)
+    if top is not None and steps > top:
+        raise PPCoreError(f"{what} must be at most {top:g}, got {steps}")
     return steps
 
 
