@@ -86,6 +86,7 @@ def save_checkpoint(run_dir: Path, model: nn.Module, record: dict) -> Path:
     its id and ignore, never a mismatch that refuses the new weights."""
     run_dir = Path(run_dir)
     remove_stale_temps(run_dir)
+    record = {k: v for k, v in record.items() if k != "save_id"}  # a record read back has one
     save_id = secrets.token_hex(8)
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "save_id": save_id,
                "record": json.dumps(record, sort_keys=True),
@@ -188,6 +189,8 @@ def read_checkpoint(path) -> tuple[dict, dict]:
     except (KeyError, TypeError, ValueError):
         raise CheckpointError(f"'{file.name}' has a damaged record: not JSON") from None
     _check_record(record, file.name)
+    if isinstance(payload.get("save_id"), str):
+        record["save_id"] = payload["save_id"]  # the record as model.json shows it
     state = payload.get("state_dict")
     if not isinstance(state, dict) or not all(
             isinstance(k, str) and torch.is_tensor(v) for k, v in state.items()):
