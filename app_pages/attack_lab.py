@@ -35,7 +35,7 @@ if not datasets:
 ui.from_url("lab_ds", datasets[0], param="ds", choices=datasets)
 ui.from_url("lab_src", "Test image", param="src",
             cast=lambda s: {"test": "Test image", "upload": "Upload"}[s])
-ui.from_url("lab_idx", 0, int, param="idx")
+ui.from_url("lab_idx", 0, int, param="idx", lo=0, hi=9999)
 ui.from_url("lab_live", True, ui.parse_bool, param="live")
 
 ATTACKS = dict(lab.attack_choices())
@@ -92,9 +92,8 @@ with c_img:
         label = None if true == "unknown" else classes.index(true)
         if up is not None:
             try:
-                decoded, prepared = images.load_upload(
-                    up.getvalue(), up.name, ds,
-                    invert={"auto": None, "yes": True, "no": False}[inv])
+                decoded, prepared = ui.load_upload(
+                    up.getvalue(), up.name, ds, {"auto": None, "yes": True, "no": False}[inv])
                 x, upload_steps, notices = prepared.tensor, prepared.steps, prepared.notices
                 st.caption(f"{decoded.format} · {decoded.size[0]}×{decoded.size[1]} · "
                            f"mode {decoded.mode}")
@@ -149,20 +148,21 @@ with c_attack:
     for i, p in enumerate(specs):
         key = f"lab_p_{attack}_{p.name}"
         cast = {"float": float, "int": int, "bool": ui.parse_bool}[p.kind]
+        num = int if p.kind == "int" else float
+        lo, hi = (None if v is None else num(v) for v in (p.min, p.max))
         ui.from_url(key, p.default, cast, param=f"p.{p.name}" if st.query_params.get(
-            "attack", attack) == attack else f"_{key}")
+            "attack", attack) == attack else f"_{key}", lo=lo, hi=hi)
         with cols[i % 2]:
             if attack == lab.HAND:
-                params[p.name] = st.slider(p.label, float(p.min), float(p.max),
-                                           step=float(p.step), key=key)
+                params[p.name] = st.slider(p.label, lo, hi, step=float(p.step), key=key)
             elif p.kind == "bool":
                 params[p.name] = st.checkbox(p.label, key=key, help=p.help or None)
             elif p.kind == "int":
-                params[p.name] = int(st.number_input(p.label, step=int(p.step or 1), key=key,
-                                                     help=p.help or None))
+                params[p.name] = int(st.number_input(p.label, lo, hi, step=int(p.step or 1),
+                                                     key=key, help=p.help or None))
             else:
                 params[p.name] = float(st.number_input(
-                    p.label, step=float(p.step or 0.01), key=key, help=p.help or None,
+                    p.label, lo, hi, step=float(p.step or 0.01), key=key, help=p.help or None,
                     format=p.format or "%.4g"))
     a, b = st.columns([1, 1])
     live = a.toggle("Live", key="lab_live", help="Re-run the attack whenever a setting "

@@ -6,6 +6,7 @@ import streamlit as st
 
 from app_pages import ui
 from ppcore import jobs
+from ppcore import runs as run_dirs
 from ppcore.data import DATASETS
 from ppcore.errors import PPCoreError
 from ppcore.evaluate import SUITES, render_markdown
@@ -67,19 +68,19 @@ if len(mixed) > 1:
 if c3.button("Run evaluation", type="primary", icon=":material/play_arrow:",
              disabled=not chosen, width="stretch"):
     for n in chosen:
-        state = jobs.eval_state(by_name[n].path, suite, lim, source)
+        state = run_dirs.eval_state(by_name[n].path, suite, lim, source)
         if state.state == "running":
             continue
         try:
             jobs.launch_eval(by_name[n].path, suite, lim, "cpu" if device == "auto" else device,
                              source)
-        except PPCoreError as exc:
+        except (PPCoreError, OSError) as exc:
             st.error(f"{n}: {exc}", icon=":material/error:")
 
 if not chosen:
     st.stop()
 
-states = {n: jobs.eval_state(by_name[n].path, suite, lim, source) for n in chosen}
+states = {n: run_dirs.eval_state(by_name[n].path, suite, lim, source) for n in chosen}
 any_running = any(s.state == "running" for s in states.values())
 
 
@@ -96,10 +97,10 @@ def results(was_running: bool) -> None:
     import pandas as pd
     import plotly.graph_objects as go
 
-    now = {n: jobs.eval_state(by_name[n].path, suite, lim, source) for n in chosen}
+    now = {n: run_dirs.eval_state(by_name[n].path, suite, lim, source) for n in chosen}
     for n, s in now.items():  # nothing at this size: show what was saved at another
         if s.state == "none" and source is None:
-            other = jobs.latest_eval(by_name[n].path, suite)
+            other = run_dirs.latest_eval(by_name[n].path, suite)
             if other is not None:
                 s.result, s.state = other, "other"
     done = {n: s for n, s in now.items() if s.result is not None}

@@ -41,7 +41,8 @@ with n4:
 footer = st.empty()
 
 from app_pages import ui  # noqa: E402 - after the first paint, see above
-from ppcore import images, jobs, lab  # noqa: E402
+from ppcore import images, lab  # noqa: E402
+from ppcore import runs as run_dirs  # noqa: E402
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -51,7 +52,7 @@ def _examples(model_path: str | None, mtime: float) -> dict:
 
 
 with picture:
-    runs = [r for r in jobs.list_runs(dataset="mnist", with_model=True)]
+    runs = [r for r in run_dirs.list_runs(dataset="mnist", with_model=True)]
     normal = next((r for r in runs if r.method == "normal" and r.status == "complete"), None)
     try:
         ex = _examples(str(normal.path) if normal else None, normal.mtime if normal else 0.0)
@@ -126,8 +127,9 @@ with picture:
             st.info("Train a normal and a proposed model (Train page) and this chart shows what "
                     "λ does to d_per against d_intra.", icon=":material/info:")
 
-found = jobs.list_runs(with_model=True)
-where = [r for r in jobs.run_roots() if any(f.root == r for f in found)] or jobs.run_roots()
+found = run_dirs.list_runs(with_model=True)
+where = [r for r in run_dirs.run_roots() if any(f.root == r for f in found)] \
+    or run_dirs.run_roots()
 footer.caption(f"{len(found)} trained models found under "
                + ", ".join(f"`{ui.short(r)}`" for r in where)
                + " (set `PPCORE_RUNS` to look elsewhere).")

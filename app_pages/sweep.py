@@ -8,6 +8,7 @@ import streamlit as st
 
 from app_pages import ui
 from ppcore import jobs
+from ppcore import runs as run_dirs
 from ppcore.data import DATASETS
 from ppcore.errors import PPCoreError
 from ppcore.methods import METHODS, preset
@@ -124,7 +125,7 @@ def _table(rows: list[dict]) -> None:
 
 
 st.subheader("Sweeps", divider="gray")
-sweeps = jobs.list_sweeps()
+sweeps = run_dirs.list_sweeps()
 if not sweeps:
     st.info("No sweep started from here yet: choose λ values above and start one. Below: "
             "every run of the method found, by λ.", icon=":material/info:")
@@ -142,9 +143,9 @@ else:
                               + (" · running" if by_dir[d].active else ""))
 
 
-@st.fragment(run_every=2.0 if pick and jobs.read_sweep(pick).active else None)
+@st.fragment(run_every=2.0 if pick and run_dirs.read_sweep(pick).active else None)
 def show(path: str, was_active: bool) -> None:
-    sw = jobs.read_sweep(path)
+    sw = run_dirs.read_sweep(path)
     if sw is None:
         st.error("This sweep's folder is gone or damaged.")
         return
@@ -159,7 +160,7 @@ def show(path: str, was_active: bool) -> None:
         st.toast("Stopping the sweep: the running training saves its checkpoint")
     points, table = [], []
     for meta, run in zip(spec["runs"], sw.runs):
-        ev = jobs.eval_state(run.path, spec.get("eval_suite") or "whitebox",
+        ev = run_dirs.eval_state(run.path, spec.get("eval_suite") or "whitebox",
                              spec.get("eval_limit")) if run.has_model else None
         clean, pgd, col = _pgd(ev.result if ev else None)
         if clean is None and run.test_acc is not None:
@@ -185,20 +186,20 @@ def show(path: str, was_active: bool) -> None:
 
 
 if pick:
-    show(pick, jobs.read_sweep(pick).active)
+    show(pick, run_dirs.read_sweep(pick).active)
 
 # every finished run of the method on the data set, wherever it came from (e.g. the shipped
 # checkpoints of scripts/train_checkpoints.sh sweep)
 st.subheader(f"Every {METHODS[method].title} run on {DATASETS[ds].title}, by λ",
              divider="gray")
-found = [r for r in jobs.list_runs(dataset=ds, with_model=True)
+found = [r for r in run_dirs.list_runs(dataset=ds, with_model=True)
          if r.method == method and r.status == "complete"]
 points, table = [], []
 for r in found:
     lam = (r.config or {}).get("lam")
     if lam is None:
         continue
-    clean, pgd, col = _pgd(jobs.latest_eval(r.path, "whitebox"))
+    clean, pgd, col = _pgd(run_dirs.latest_eval(r.path, "whitebox"))
     if clean is None and r.test_acc is not None:
         clean = 100 * r.test_acc
     c = r.config or {}

@@ -6,6 +6,7 @@ import streamlit as st
 
 from app_pages import ui
 from ppcore import jobs
+from ppcore import runs as run_dirs
 from ppcore.config import DEFAULT_MODEL, make_config
 from ppcore.data import DATASETS
 from ppcore.errors import PPCoreError
@@ -58,16 +59,18 @@ ui.from_url("train_ds", "mnist", param="ds", choices=list(DATASETS))
 ui.from_url("train_method", "proposed", param="method", choices=list(METHODS))
 ds0, m0 = st.session_state.train_ds, st.session_state.train_method
 ui.from_url("train_model", DEFAULT_MODEL[ds0], param="model", choices=_models_for(ds0))
+TOP = jobs.TRAIN_LIMITS  # the largest values a job accepts; the widgets stop there too
 for k in HYPER:
     ui.from_url(f"train_{k}", preset(m0, ds0).get(k), int if k == "steps" else float,
-                param=k)
-ui.from_url("train_epochs", 2, int, param="epochs")
-ui.from_url("train_batch_size", _defaults(ds0, m0)["batch_size"], int, param="bs")
-ui.from_url("train_lr", _defaults(ds0, m0)["lr"], float, param="lr")
-ui.from_url("train_seed", 0, int, param="seed")
+                param=k, hi=TOP[k])
+ui.from_url("train_epochs", 2, int, param="epochs", lo=1, hi=TOP["epochs"])
+ui.from_url("train_batch_size", _defaults(ds0, m0)["batch_size"], int, param="bs", lo=2,
+            hi=TOP["batch_size"])
+ui.from_url("train_lr", _defaults(ds0, m0)["lr"], float, param="lr", lo=0.0, hi=TOP["lr"])
+ui.from_url("train_seed", 0, int, param="seed", lo=0, hi=TOP["seed"])
 ui.from_url("train_limit", 10000, int, param="limit", choices=LIMITS)
 ui.from_url("train_device", "auto", param="device", choices=jobs.device_choices())
-ui.from_url("train_every", 10, int, param="every")
+ui.from_url("train_every", 10, int, param="every", lo=1, hi=1000)
 
 c1, c2, c3 = st.columns([1, 1.15, 1.15], gap="medium")
 with c1:
@@ -96,10 +99,12 @@ with c2:
             if st.session_state.get(f"train_{k}") is None:
                 st.session_state[f"train_{k}"] = preset(method, ds).get(k, 0)
             if k == "steps":
-                values[k] = int(st.number_input(label, step=1, key=f"train_{k}", help=help_))
+                values[k] = int(st.number_input(label, max_value=TOP[k], step=1,
+                                                key=f"train_{k}", help=help_))
             else:
-                values[k] = float(st.number_input(label, step=float(step), format=fmt,
-                                                  key=f"train_{k}", help=help_))
+                top = None if TOP[k] is None else float(TOP[k])
+                values[k] = float(st.number_input(label, max_value=top, step=float(step),
+                                                  format=fmt, key=f"train_{k}", help=help_))
     p = preset(method, ds)
     if p:
         shown = ", ".join(f"{HYPER[k][0].split(' ')[0] if k in HYPER else k} = {v:.4g}"
@@ -111,15 +116,17 @@ with c2:
 with c3:
     st.subheader("Optimisation", divider="gray")
     a, b = st.columns(2)
-    epochs = a.number_input("Epochs", min_value=1, max_value=1000, step=1, key="train_epochs")
+    epochs = a.number_input("Epochs", min_value=1, max_value=TOP["epochs"], step=1,
+                            key="train_epochs")
     limit = b.selectbox("Training images", LIMITS, key="train_limit",
                         format_func=lambda n: "all" if n == 0 else f"{n:,}",
                         help="Fewer images: a quicker demo (the paper trains on all).")
-    batch = a.number_input("Batch size", min_value=2, max_value=4096, step=10,
+    batch = a.number_input("Batch size", min_value=2, max_value=TOP["batch_size"], step=10,
                            key="train_batch_size")
-    lr = b.number_input("Learning rate", min_value=0.0, step=0.005, format="%.4g",
-                        key="train_lr", help="SGD with momentum 0.9; ×0.1 at 50% and 75%.")
-    seed = a.number_input("Seed", min_value=0, step=1, key="train_seed")
+    lr = b.number_input("Learning rate", min_value=0.0, max_value=TOP["lr"], step=0.005,
+                        format="%.4g", key="train_lr",
+                        help="SGD with momentum 0.9; ×0.1 at 50% and 75%.")
+    seed = a.number_input("Seed", min_value=0, max_value=TOP["seed"], step=1, key="train_seed")
     device = b.selectbox("Device", jobs.device_choices(), key="train_device")
     every = a.number_input("Metrics every", min_value=1, max_value=1000, step=5,
                            key="train_every", help="iterations between points on the charts")
@@ -153,11 +160,11 @@ if go:
 
 # -- runs ------------------------------------------------------------------------------------
 st.subheader("Runs", divider="gray")
-runs = jobs.list_runs()
+runs = run_dirs.list_runs()
 if not runs:
     ui.to_url(url)
     st.info("No runs yet: start one above. Runs are folders under "
-            + ", ".join(f"`{ui.short(r)}`" for r in jobs.run_roots()) + ".",
+            + ", ".join(f"`{ui.short(r)}`" for r in run_dirs.run_roots()) + ".",
             icon=":material/info:")
     st.stop()
 
@@ -175,7 +182,7 @@ with left:
              format_func=lambda p: f"{by_path[p].name} · {by_path[p].settings_text} · "
                                    f"{by_path[p].status}")
     st.caption(f"{len(runs)} runs under " + ", ".join(f"`{ui.short(r)}`"
-                                                      for r in jobs.run_roots()))
+                                                      for r in run_dirs.run_roots()))
 
 watched = by_path[st.session_state.train_watch]
 ui.to_url({**url, "run": watched.name})
@@ -209,15 +216,16 @@ def _lines(rows: list[dict], keys: dict[str, str], title: str, ytitle: str, *,
 
 @st.fragment(run_every=1.0 if watched.active else None)
 def live(path: str, was_active: bool) -> None:
-    info = jobs.read_run(by_path[path].path, by_path[path].root)
+    info = run_dirs.read_run(by_path[path].path, by_path[path].root)
     info.name = by_path[path].name
     tail = tails.get(path)
     if tail is None:
-        tail = tails[path] = jobs.MetricsTail(info.path)
+        tail = tails[path] = run_dirs.MetricsTail(info.path)
     tail.read()
     rows = tail.rows
-    iters, epochs = tail.of_type("iter"), tail.of_type("epoch")
-    frac, elapsed, eta = jobs.progress(info, rows)
+    iters = tail.of_type("iter", "iter", "loss", "d_per", "d_intra", "train_acc")
+    epochs = tail.of_type("epoch", "iter", "test_acc")
+    frac, elapsed, eta = run_dirs.progress(info, rows)
 
     head = st.columns([3, 1, 1], vertical_alignment="center")
     head[0].markdown(f"### {info.name} {ui.status_badge(info.status)}")
@@ -226,14 +234,14 @@ def live(path: str, was_active: bool) -> None:
                           help="the trainer saves its checkpoint and stops"):
             jobs.stop(info.path)
             st.toast("Stopping: the checkpoint is being saved", icon=":material/stop:")
-    elif info.status in ("interrupted", "died") and info.job is not None:
+    elif info.resumable:
         if head[1].button("Resume", icon=":material/play_arrow:", key=f"resume-{path}",
                           help="continue from the last finished epoch"):
             try:
                 jobs.resume_train(info.path)
                 st.rerun()
-            except PPCoreError as exc:
-                st.error(str(exc))
+            except (PPCoreError, OSError) as exc:
+                st.error(f"could not resume: {exc}", icon=":material/error:")
     if info.has_model:
         head[2].page_link("app_pages/attack_lab.py", label="Attack it",
                           icon=":material/science:",
@@ -290,9 +298,9 @@ def live(path: str, was_active: bool) -> None:
                    "barely visible noise moves the logits further than the change from one "
                    "digit to another of its class); the perceptual prior (λ > 0) brings d_per "
                    "below d_intra.")
-    if info.job is not None and info.status in ("failed", "died"):
+    if info.job is not None and info.status in ("failed", "died", "damaged"):
         with st.expander("Log"):
-            st.code(jobs.log_tail(info.path), language=None)
+            st.code(run_dirs.log_tail(info.path), language=None)
     if was_active and not info.active:
         st.rerun()  # the run ended: refresh the whole page (the list, the refresh timer)
 

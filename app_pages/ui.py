@@ -4,12 +4,14 @@ run picker, error display and a few small charts. Streamlit only; the work is in
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any, Callable
 
 import streamlit as st
 
-from ppcore import jobs, lab
+from ppcore import lab
+from ppcore import runs as run_dirs
 from ppcore.errors import PPCoreError
 
 lab.use_threads()
@@ -23,13 +25,44 @@ STATUS_COLOUR = {"running": "green", "starting": "orange", "evaluating": "blue",
 # -- models ----------------------------------------------------------------------------------
 
 @st.cache_resource(max_entries=32, show_spinner=False)
-def _load(path: str, mtime: float, dataset: str | None):
+def _load_or_error(path: str, mtime: float, dataset: str | None):
+    """The model, or the one-line reason it does not load: a refusal is kept too, so a bad
+    checkpoint is not read again on every rerun."""
     from ppcore.checkpoint import load_model
 
-    return load_model(path, dataset=dataset, device="cpu")
+    try:
+        return load_model(path, dataset=dataset, device="cpu")
+    except PPCoreError as exc:
+        return exc
 
 
-def load_models(runs: list[jobs.RunInfo], dataset: str | None = None,
+def _load(path: str, mtime: float, dataset: str | None):
+    out = _load_or_error(path, mtime, dataset)
+    if isinstance(out, PPCoreError):
+        raise out
+    return out
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _upload(data: bytes, name: str, dataset: str, invert: bool | None):
+    from ppcore import images
+
+    try:
+        return images.load_upload(data, name, dataset, invert=invert)
+    except PPCoreError as exc:
+        return exc
+
+
+def load_upload(data: bytes, name: str, dataset: str, invert: bool | None):
+    """``images.load_upload``, once per file content (Streamlit hashes the bytes): a rerun does
+    not decode the picture again. A refusal is raised again from the cache."""
+    out = _upload(data, name, dataset, invert)
+    if isinstance(out, PPCoreError):
+        raise out
+    return out
+
+
+def load_models(runs: list[run_dirs.RunInfo], dataset: str | None = None,
                 ) -> tuple[dict[str, Any], list[str]]:
     """{run name: model} of the runs that load, and one message per run that does not (a damaged
     file, another data set). Models stay loaded across reruns, keyed by path and file time."""
@@ -42,11 +75,11 @@ def load_models(runs: list[jobs.RunInfo], dataset: str | None = None,
     return models, errors
 
 
-def model_runs(dataset: str | None = None) -> list[jobs.RunInfo]:
-    return jobs.list_runs(dataset=dataset, with_model=True)
+def model_runs(dataset: str | None = None) -> list[run_dirs.RunInfo]:
+    return run_dirs.list_runs(dataset=dataset, with_model=True)
 
 
-def default_models(runs: list[jobs.RunInfo], n: int = 3) -> list[str]:
+def default_models(runs: list[run_dirs.RunInfo], n: int = 3) -> list[str]:
     """Up to ``n`` finished models worth comparing: normal, proposed and an adversarially
     trained one where there are such, the paper's settings (not a sweep's) first."""
     picked: list[str] = []
@@ -61,9 +94,11 @@ def default_models(runs: list[jobs.RunInfo], n: int = 3) -> list[str]:
 # -- settings in the URL ---------------------------------------------------------------------
 
 def from_url(key: str, default: Any, cast: Callable[[str], Any] = str, *, param: str | None = None,
-             choices: list | tuple | None = None) -> None:
+             choices: list | tuple | None = None, lo: float | None = None,
+             hi: float | None = None) -> None:
     """Set ``st.session_state[key]`` once per session: from the URL's ``param`` when it is
-    there and valid (a warning names a bad one), else ``default``."""
+    there and valid (a warning names a bad one), else ``default``. A number outside
+    [``lo``, ``hi``] (the widget's own bounds) is clamped to them, with a warning."""
     if key in st.session_state:
         return
     param = param or key
@@ -71,13 +106,24 @@ def from_url(key: str, default: Any, cast: Callable[[str], Any] = str, *, param:
     value = default
     if raw is not None:
         try:
-            value = cast(raw)
+            value = cast(raw[:200])
             if choices is not None and value not in choices:
                 raise ValueError
-        except (TypeError, ValueError):
-            _link_warning(f"the link's setting {param}={raw!r} was not understood and is "
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError
+        except (TypeError, ValueError, KeyError):
+            _link_warning(f"the link's setting {param}={raw[:60]!r} was not understood and is "
                           f"ignored")
             value = default
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            bound = hi if hi is not None and value > hi else lo if lo is not None and \
+                value < lo else None
+            if bound is not None:
+                _link_warning(f"the link's setting {param}={raw[:60]!r} is outside "
+                              f"[{fmt_num(lo) if lo is not None else '…'}, "
+                              f"{fmt_num(hi) if hi is not None else '…'}]: "
+                              f"{fmt_num(bound)} is used")
+                value = type(value)(bound)
     st.session_state[key] = value
 
 
@@ -92,13 +138,14 @@ def from_url_list(key: str, default: list, cast: Callable[[str], Any] = str, *,
         try:
             value = [cast(v) for v in raw.split(",") if v.strip()]
         except (TypeError, ValueError):
-            _link_warning(f"the link's setting {param}={raw!r} was not understood and is "
-                          f"ignored")
+            _link_warning(f"the link's setting {param}={raw[:60]!r} was not understood and "
+                          f"is ignored")
             value = list(default)
         if choices is not None:
             bad = [v for v in value if v not in choices]
             if bad:
-                _link_warning(f"the link names {', '.join(map(str, bad))} under {param}, "
+                _link_warning(f"the link names {', '.join(str(b)[:40] for b in bad[:5])} "
+                              f"under {param}, "
                               f"which {'is' if len(bad) == 1 else 'are'} not available here")
             value = [v for v in value if v in choices]
     st.session_state[key] = value
@@ -122,8 +169,14 @@ def to_url(values: dict[str, Any]) -> None:
         st.query_params.from_dict(want)
 
 
+def literal(text: str) -> str:
+    """``text`` with every Markdown character escaped: shown as typed, never as a link, an
+    image or a Streamlit directive."""
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~$:])", r"\\\1", str(text))
+
+
 def _link_warning(text: str) -> None:
-    st.warning(text, icon=":material/link_off:")
+    st.warning(literal(text), icon=":material/link_off:")
 
 
 def parse_bool(text: str) -> bool:
@@ -155,7 +208,7 @@ def status_badge(status: str) -> str:
     return f":{STATUS_COLOUR.get(status, 'gray')}-badge[{status}]"
 
 
-def run_caption(run: jobs.RunInfo) -> str:
+def run_caption(run: run_dirs.RunInfo) -> str:
     """One line about a run: method and settings, accuracy, data."""
     c = run.config or {}
     parts = [f"**{run.name}**: {run.settings_text}"]

@@ -47,9 +47,9 @@ def free_port() -> int:
 
 def mnist_models(roots: list[str]) -> list[str]:
     os.environ["PPCORE_RUNS"] = os.pathsep.join(roots)
-    from ppcore import jobs
+    from ppcore import runs as run_dirs
 
-    runs = [r for r in jobs.list_runs(dataset="mnist", with_model=True)
+    runs = [r for r in run_dirs.list_runs(dataset="mnist", with_model=True)
             if r.status == "complete"]
     # the attack lab's own default: normal, proposed, then an adversarially trained model
     order = {"normal": 0, "proposed": 1, "pgd_at": 2, "trades": 3, "alp": 4, "fgsm_at": 5}

@@ -32,25 +32,33 @@ class DatasetInfo:
     size: int
     num_classes: int
     classes: tuple[str, ...]
-    #: the l-infinity budget the paper evaluates this data set with
-    eps: float
-    #: the PGD step size of the paper's white-box tables
-    pgd_step: float
+
+    @property
+    def eps(self) -> float:
+        """The l-infinity budget the paper evaluates this data set with (``ppcore.paper``)."""
+        from .paper import attack_settings
+
+        return attack_settings(self.name)["eps"]
+
+    @property
+    def pgd_step(self) -> float:
+        """The PGD step size of the paper's white-box tables (``ppcore.paper``)."""
+        from .paper import attack_settings
+
+        return attack_settings(self.name)["pgd_step"]
 
 
 _DIGITS = tuple(str(i) for i in range(10))
 DATASETS: dict[str, DatasetInfo] = {
-    "mnist": DatasetInfo("mnist", "MNIST", 1, 28, 10, _DIGITS, 0.3, 0.01),
+    "mnist": DatasetInfo("mnist", "MNIST", 1, 28, 10, _DIGITS),
     "fashion-mnist": DatasetInfo(
         "fashion-mnist", "Fashion-MNIST", 1, 28, 10,
         ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
-        0.1, 0.01),
+         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")),
     "cifar10": DatasetInfo(
         "cifar10", "CIFAR-10", 3, 32, 10,
         ("airplane", "automobile", "bird", "cat", "deer",
-         "dog", "frog", "horse", "ship", "truck"),
-        8 / 255, 2 / 255),
+         "dog", "frog", "horse", "ship", "truck")),
 }
 
 

@@ -63,6 +63,7 @@ from .attacks.transfer import check_same_dataset
 from .data import DATASETS, TensorData, dataset_info
 from .device import pick_device
 from .errors import PPCoreError
+from .modes import eval_mode
 from .progress import Progress
 
 log = logging.getLogger(__name__)
@@ -70,12 +71,6 @@ log = logging.getLogger(__name__)
 FORMAT = "ppcore-eval"
 FORMAT_VERSION = 1
 
-#: the paper's white-box settings per data set (Madry et al.'s eps and step)
-_PAPER = {
-    "mnist": dict(eps=0.3, pgd_step=0.01, steps=(40, 100)),
-    "fashion-mnist": dict(eps=0.1, pgd_step=0.01, steps=(40, 100)),
-    "cifar10": dict(eps=8 / 255, pgd_step=2 / 255, steps=(7, 20)),
-}
 #: eps grids of the sanity curves: Figure 2 (PGD accuracy; 0..0.5 on MNIST, 0..30/255 on
 #: CIFAR-10) and Figure 3 (FGSM loss; 0..0.3 on MNIST, 0..8/255 on CIFAR-10, 0..0.1 on
 #: Fashion-MNIST as Figure 6)
@@ -97,9 +92,7 @@ DEFAULT_BATCH = {"mnist": 500, "fashion-mnist": 500, "cifar10": 100}
 def paper_settings(dataset: str) -> dict:
     """The paper's eps, PGD step size and PGD step counts for ``dataset``."""
     dataset_info(dataset)
-    d = dict(_PAPER[dataset])
-    d["steps"] = list(d["steps"])
-    return d
+    return _paper.attack_settings(dataset)
 
 
 @dataclass(frozen=True)
@@ -115,11 +108,13 @@ class EvalSettings:
 
     @property
     def paper_eps(self) -> bool:
-        return math.isclose(self.eps, _PAPER[self.dataset]["eps"], rel_tol=0, abs_tol=1e-9)
+        paper = _paper.attack_settings(self.dataset)["eps"]
+        return math.isclose(self.eps, paper, rel_tol=0, abs_tol=1e-9)
 
     @property
     def paper_step(self) -> bool:
-        return math.isclose(self.pgd_step, _PAPER[self.dataset]["pgd_step"], rel_tol=0,
+        paper = _paper.attack_settings(self.dataset)["pgd_step"]
+        return math.isclose(self.pgd_step, paper, rel_tol=0,
                             abs_tol=1e-9)
 
     def to_dict(self) -> dict:
@@ -428,23 +423,14 @@ def _batches(data, batch_size: int):
 def _measure(stage: Stage, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
              batch_index: int) -> dict[str, torch.Tensor]:
     if stage.kind == "gradient":
-        was = model.training
-        model.eval()
-        try:
+        with eval_mode(model):
             grad, logits = input_grad(model, x, y)
-        finally:
-            model.train(was)
         return {"correct": logits.argmax(1) == y,
                 "zero_grad": grad.flatten(1).abs().amax(1) == 0,
                 "loss": F.cross_entropy(logits, y, reduction="none")}
     if stage.attack is None:
-        was = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                logits = model(x)
-        finally:
-            model.train(was)
+        with eval_mode(model), torch.no_grad():
+            logits = model(x)
         return {"correct": logits.argmax(1) == y,
                 "loss": F.cross_entropy(logits, y, reduction="none")}
     attack = stage.attack
@@ -522,7 +508,7 @@ def evaluate(model_or_checkpoint, suite: str, *, limit: int | None = None,
                               f"a transfer attack needs one data set")
         check_same_dataset(src_model, model)
 
-    paper = _PAPER[ds]
+    paper = _paper.attack_settings(ds)
     eps = check_eps(paper["eps"] if eps is None else eps)
     if steps is None:
         steps_t = tuple(paper["steps"])
@@ -661,7 +647,8 @@ def _flat_results(rows: list[dict]) -> dict[str, float | None]:
 def _notes(s: EvalSettings, stages: list[Stage], n: int) -> list[str]:
     notes = []
     if not s.paper_eps:
-        notes.append(f"eps {s.eps:.4g} is not the paper's ({_PAPER[s.dataset]['eps']:.4g}): "
+        paper_eps = _paper.attack_settings(s.dataset)["eps"]
+        notes.append(f"eps {s.eps:.4g} is not the paper's ({paper_eps:.4g}): "
                      f"no paper figures for the attacks")
     if n < 10000:
         notes.append(f"measured on the first {n} test images; the paper used the full test set")

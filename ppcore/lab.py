@@ -25,6 +25,7 @@ from torch import nn
 from .data import dataset_info, load_split, to_float
 from .errors import PPCoreError
 from .images import png_bytes, to_pil
+from .params import MAX_FRAMES, PARAMS
 from .perturb import affine_transform, linf_sign_noise
 
 #: attacks the lab offers, in menu order, when the registry has them
@@ -50,42 +51,9 @@ class Param:
     format: str | None = None
 
 
-# Labels and ranges of parameters the attacks are known to take; unknown ones still get a plain
-# number box from the signature's default. "eps"-like values are in pixel units ([0, 1]).
-_KNOWN: dict[str, dict] = {
-    "eps": dict(label="ε (l∞ budget)", kind="float", min=0.0, max=1.0, step=0.01,
-                help="largest change of any pixel, in [0, 1]"),
-    "epsilon": dict(label="ε (l∞ budget)", kind="float", min=0.0, max=1.0, step=0.01),
-    "alpha": dict(label="step size", kind="float", min=0.0, max=1.0, step=0.005,
-                  help="change per iteration, in [0, 1]"),
-    "step_size": dict(label="step size", kind="float", min=0.0, max=1.0, step=0.005),
-    "steps": dict(label="iterations", kind="int", min=1, max=1000, step=1),
-    "max_iter": dict(label="iterations", kind="int", min=1, max=1000, step=1),
-    "random_start": dict(label="random start", kind="bool"),
-    "restarts": dict(label="restarts", kind="int", min=1, max=20, step=1),
-    "overshoot": dict(label="overshoot", kind="float", min=0.0, max=1.0, step=0.01),
-    "c": dict(label="c (initial trade-off)", kind="float", min=0.0, max=1000.0, step=0.1),
-    "confidence": dict(label="confidence κ", kind="float", min=0.0, max=100.0, step=0.5),
-    "kappa": dict(label="confidence κ", kind="float", min=0.0, max=100.0, step=0.5),
-    "lr": dict(label="learning rate", kind="float", min=0.0, max=10.0, step=0.001),
-    "binary_search_steps": dict(label="binary-search steps", kind="int", min=1, max=20,
-                                step=1),
-    "search_steps": dict(label="binary-search steps", kind="int", min=1, max=20, step=1),
-    "initial_const": dict(label="initial c", kind="float", min=0.0, max=1000.0, step=0.001,
-                          format="%.5g"),
-    "largest_const": dict(label="largest c", kind="float", min=0.0, max=1000.0, step=1.0),
-    "const_factor": dict(label="c factor", kind="float", min=1.0, max=100.0, step=0.5),
-    "decrease_factor": dict(label="τ decrease", kind="float", min=0.0, max=1.0, step=0.05),
-    "abort_early": dict(label="abort early", kind="bool"),
-    "early_stop": dict(label="stop once fooled", kind="bool",
-                       help="keep the first iterate that fools the model"),
-    "max_rounds": dict(label="rounds", kind="int", min=1, max=1000, step=1),
-    "max_rot": dict(label="largest rotation (°)", kind="float", min=0.0, max=180.0, step=1.0),
-    "max_trans": dict(label="largest shift (px)", kind="float", min=0.0, max=14.0, step=0.5),
-    "rotations": dict(label="rotations tried", kind="int", min=1, max=361, step=1),
-    "translations": dict(label="shifts tried per axis", kind="int", min=1, max=29, step=1),
-    "k": dict(label="random transforms (k)", kind="int", min=1, max=1000, step=1),
-}
+# Labels and ranges of parameters the attacks are known to take (``ppcore.params``: the same
+# table bounds links and the attacks' validation); unknown ones still get a plain number box.
+_KNOWN = PARAMS
 #: parameters never offered as controls (plumbing, not settings)
 _HIDDEN = {"self", "model", "device", "generator", "seed", "loss_fn", "targeted", "report",
            "verbose", "num_classes", "source", "n_classes", "version"}
@@ -339,6 +307,8 @@ def attack_image(models: dict[str, nn.Module], x: torch.Tensor, attack: str, par
         def report(step, x_adv, _frames=frames):
             if keep_steps:
                 _frames.append(x_adv.detach()[:1].clone())
+                if len(_frames) > MAX_FRAMES:  # keep every other one: memory stays bounded
+                    del _frames[-2::-2]
 
         try:
             res = atk(models[name], x, y, report=report)
@@ -362,9 +332,11 @@ def attack_image(models: dict[str, nn.Module], x: torch.Tensor, attack: str, par
             frame_arr = frame_probs = None
             if frames:
                 # PGD step frames are kept as uint8; their probabilities come from the exact
-                # float frames, in one batched forward per model
+                # float frames, in batches of 64 per model
                 frame_arr = _frames_u8(frames)
-                frame_probs = _softmax(model(torch.cat([x] + frames)))
+                frame_probs = np.concatenate([
+                    _softmax(model(torch.cat(([x] if i == 0 else []) + frames[i:i + 64])))
+                    for i in range(0, len(frames), 64)])
         d = (x_adv - x).flatten()
         result.views.append(ModelView(
             name, clean[name][0], probs_adv, y_label, to_pil(x_adv), _delta(x_adv, x),

@@ -49,6 +49,17 @@ def paper_tables() -> dict:
     return copy.deepcopy(_load())
 
 
+def attack_settings(dataset: str) -> dict:
+    """The paper's white-box settings for ``dataset``: ``{"eps", "pgd_step", "steps"}`` (the
+    one place they are kept; data sets, evaluation and training presets read them here)."""
+    settings = _load()["attack_settings"].get(dataset)
+    if not isinstance(settings, dict):
+        from .errors import PPCoreError
+        raise PPCoreError(f"the paper has no attack settings for data set '{dataset}'")
+    return {"eps": float(settings["eps"]), "pgd_step": float(settings["pgd_step"]),
+            "steps": [int(k) for k in settings["steps"]]}
+
+
 def table(key: str) -> dict | None:
     t = _load().get(key)
     return copy.deepcopy(t) if isinstance(t, dict) else None

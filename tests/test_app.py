@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from ppcore import jobs
+from ppcore import jobs, runs
 from tests.app_fixtures import REFUSED, good_upload, tiny_runs, upload_cases  # noqa: F401
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
@@ -51,22 +51,22 @@ def evaluated(tiny_runs):  # noqa: F811
 
     torch.set_num_threads(1)
     run = tiny_runs["mnist-normal"]
-    out, _, _ = jobs.eval_paths(run, "whitebox", 100)
+    out, _, _ = runs.eval_paths(run, "whitebox", 100)
     result = evaluate(str(run), "whitebox", limit=100, device="cpu")
     save_result(result, out)
     sanity = evaluate(str(run), "sanity", limit=20, device="cpu")
-    save_result(sanity, jobs.eval_paths(run, "sanity", 20)[0])
+    save_result(sanity, runs.eval_paths(run, "sanity", 20)[0])
     sweep = tiny_runs["runs"] / "sweeps" / "test-sweep"
-    runs = []
+    points = []
     for lam in (1.0, 10.0):
         name = f"lam-{lam:g}"
         shutil.copytree(tiny_runs["mnist-proposed"], sweep / name)
         (sweep / name / "eval").mkdir(exist_ok=True)
         shutil.copy(out, sweep / name / "eval" / out.name)
-        runs.append({"name": name, "lam": lam, "xi": None, "dir": name})
+        points.append({"name": name, "lam": lam, "xi": None, "dir": name})
     (sweep / "sweep.json").write_text(json.dumps({
         "id": "test-sweep", "base": {"dataset": "mnist", "method": "proposed"},
-        "lams": [1.0, 10.0], "xis": [None], "runs": runs, "eval_suite": "whitebox",
+        "lams": [1.0, 10.0], "xis": [None], "runs": points, "eval_suite": "whitebox",
         "eval_limit": 100}))
     return result
 
@@ -82,7 +82,7 @@ def test_every_page_renders(tiny_runs, evaluated, page):  # noqa: F811
 
 @pytest.mark.parametrize("page", list(PAGES))
 def test_every_page_renders_with_no_checkpoint_at_all(tmp_path, monkeypatch, page):
-    monkeypatch.setenv(jobs.RUNS_ENV, os.pathsep.join([str(tmp_path / "checkpoints"),
+    monkeypatch.setenv(runs.RUNS_ENV, os.pathsep.join([str(tmp_path / "checkpoints"),
                                                        str(tmp_path / "runs")]))
     at = open_page(page)
     assert not at.error
@@ -253,22 +253,22 @@ def test_train_starts_a_background_run_and_stop_keeps_its_checkpoint(tiny_runs):
         assert at.session_state["train_watch"] == str(run)
         assert "from-the-app" in markdown(at)
         end = time.time() + 90
-        while jobs.read_run(run).status != "running" and time.time() < end:
+        while runs.read_run(run).status != "running" and time.time() < end:
             time.sleep(0.3)
         at.run()
         assert ":green-badge[running]" in markdown(at)
         next(b for b in at.button if b.label == "Stop").click().run()
         end = time.time() + 60
-        while jobs.read_run(run).active and time.time() < end:
+        while runs.read_run(run).active and time.time() < end:
             time.sleep(0.3)
-        info = jobs.read_run(run)
+        info = runs.read_run(run)
         assert info.status == "interrupted" and info.has_model
         at.run()
         assert any(b.label == "Resume" for b in at.button)
     finally:
         jobs.stop(run)
         end = time.time() + 60
-        while jobs.read_run(run).active and time.time() < end:
+        while runs.read_run(run).active and time.time() < end:
             time.sleep(0.3)
 
 
@@ -315,9 +315,9 @@ def test_evaluate_runs_in_the_background_with_a_progress_bar(tiny_runs):  # noqa
     next(b for b in at.button if b.label == "Run evaluation").click().run()
     assert len(at.progress) == 1 and "mnist-fgsm_at" in at.progress[0].proto.text
     end = time.time() + 120
-    while jobs.eval_state(run, "whitebox", 100).state == "running" and time.time() < end:
+    while runs.eval_state(run, "whitebox", 100).state == "running" and time.time() < end:
         time.sleep(0.5)
-    assert jobs.eval_state(run, "whitebox", 100).state == "done"
+    assert runs.eval_state(run, "whitebox", 100).state == "done"
     at.run()  # a reload reads the saved result: nothing is computed again
     assert not at.progress and len(at.dataframe) == 1
     assert "mnist-fgsm_at" in at.dataframe[0].value.columns
@@ -340,3 +340,85 @@ def test_sweep_plots_accuracy_against_lambda(tiny_runs, evaluated):  # noqa: F81
     assert "–" not in list(table["PGD %"])
     found = at.dataframe[1].value
     assert "mnist-proposed" in list(found["run"])
+
+
+# -- what a link or a run folder may do to the app: nothing but be shown ---------------------
+
+def test_an_oversized_link_is_clamped_with_a_message_and_answers_quickly(tiny_runs):  # noqa: F811
+    t0 = time.time()
+    at = open_page("lab", query={"attack": "pgd", "p.steps": "20000", "p.restarts": "1000",
+                                 "models": "mnist-normal"})
+    assert at.number_input(key="lab_p_pgd_steps").value == 1000
+    assert at.number_input(key="lab_p_pgd_restarts").value == 20
+    warnings = texts(at, "warning")
+    assert any("p\\.steps" in w and "1000" in w for w in warnings), warnings
+    at = open_page("lab", query={"attack": "spatial_grid", "p.translations": "100000",
+                                 "models": "mnist-normal"})
+    assert at.number_input(key="lab_p_spatial_grid_translations").value == 15
+    assert time.time() - t0 < 120
+
+
+def test_the_library_refuses_what_no_widget_allows():
+    from ppcore.attacks import make_attack
+    from ppcore.errors import PPCoreError
+
+    for name, params, message in (("pgd", {"steps": 20000}, "at most 1000"),
+                                  ("pgd", {"restarts": 1000}, "at most 20"),
+                                  ("spatial_grid", {"translations": 100000}, "at most 15"),
+                                  ("spatial_grid", {"rotations": 121, "translations": 15},
+                                   "at most 10000")):
+        with pytest.raises(PPCoreError, match=message):
+            make_attack(name, **params)
+
+
+def test_pgd_stepping_keeps_a_bounded_number_of_frames(tiny_runs):  # noqa: F811
+    import torch
+
+    from ppcore import lab
+    from ppcore.checkpoint import load_model
+    from ppcore.params import MAX_FRAMES
+
+    model = load_model(tiny_runs["mnist-normal"])
+    _, x, y = lab.test_image("mnist", 0)
+    res = lab.attack_image({"m": model}, x, "pgd", {"steps": 500, "early_stop": False}, label=y)
+    view = res.views[0]
+    assert len(view.frames) <= MAX_FRAMES and len(view.frame_probs) == len(view.frames) + 1
+    final = torch.from_numpy(view.frames[-1].astype("float32") / 255).view(1, 1, 28, 28)
+    assert (final - torch.from_numpy(
+        __import__("numpy").asarray(view.adversarial, "float32") / 255)).abs().max() < 1e-6
+
+
+def test_link_text_is_shown_literally(tiny_runs):  # noqa: F811
+    at = open_page("train", query={"xi": "[click me](https://evil.example) ![x](y.png)"})
+    warnings = texts(at, "warning")
+    assert warnings and all("](" not in w.replace("\\]\\(", "") for w in warnings), warnings
+    assert any("\\[click me\\]\\(https" in w for w in warnings)
+
+
+def test_a_link_with_a_bad_source_gets_a_warning_not_an_error(tiny_runs):  # noqa: F811
+    at = open_page("lab", query={"src": "x"})
+    assert at.segmented_control(key="lab_src").value == "Test image"
+    assert any("src" in w for w in texts(at, "warning"))
+
+
+@pytest.mark.parametrize("page", list(PAGES))
+def test_every_page_works_beside_a_malformed_run_folder(tiny_runs, page):  # noqa: F811
+    bad = tiny_runs["runs"] / "malformed"
+    bad.mkdir(exist_ok=True)
+    (bad / "status.json").write_text(json.dumps({"status": "running", "epoch": "x"}))
+    (bad / "model.json").write_text(json.dumps({"config": {"lam": "ten"},
+                                                "final_metrics": [1]}))
+    (bad / "metrics.jsonl").write_text('{"type": "iter", "iter": "x", "loss": null}\n')
+    planted = tiny_runs["runs"] / "planted"
+    planted.mkdir(exist_ok=True)
+    (planted / "job.json").write_text(json.dumps({"kind": "train",
+                                                  "groups": [[["/bin/sh", "-c", "id"]]]}))
+    try:
+        at = open_page(page, query={"run": "malformed"} if page == "train" else None)
+        if page == "train":
+            assert ":gray-badge[damaged]" in markdown(at) or "damaged" in markdown(at)
+            at = open_page(page, query={"run": "planted"})
+            assert not any(b.label == "Resume" for b in at.button)
+    finally:
+        shutil.rmtree(bad)
+        shutil.rmtree(planted)

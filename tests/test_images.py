@@ -114,3 +114,29 @@ def test_pictures_round_trip_exactly():
     assert (back - x[0, 0]).abs().max() <= 0.5 / 255 + 1e-6
     assert to_pil(x, scale=4).size == (112, 112)
     assert fit_for_display(to_pil(x), 140).size == (140, 140)
+
+
+def test_two_bright_dots_far_apart_do_not_crash_the_preprocessing():
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from ppcore import images
+
+    for side in (600, 3000):
+        a = np.zeros((side, side), np.uint8)
+        a[5, 5] = a[side - 6, side - 6] = 255
+        buf = io.BytesIO()
+        Image.fromarray(a).save(buf, format="PNG")
+        _, prepared = images.load_upload(buf.getvalue(), "dots.png", "mnist", invert=False)
+        assert prepared.tensor.shape == (1, 1, 28, 28)
+        assert bool(prepared.tensor.isfinite().all())
+
+
+def test_a_large_16_bit_image_is_refused_before_its_pixels_are_decoded():
+    from ppcore import images
+    from tests.app_fixtures import png_claiming
+
+    with pytest.raises(images.ImageError, match="12.0 megapixels"):
+        images.decode_image(png_claiming(8000, 5000), "big16.png")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ppcore import jobs
+from ppcore import jobs, runs
 from ppcore.errors import PPCoreError
 
 
@@ -28,15 +28,15 @@ def wait_for(cond, timeout: float = 90.0, every: float = 0.3):
 
 @pytest.fixture
 def roots(tmp_path, monkeypatch):
-    ck, runs = tmp_path / "checkpoints", tmp_path / "runs"
+    ck, new = tmp_path / "checkpoints", tmp_path / "runs"
     ck.mkdir()
-    runs.mkdir()
-    monkeypatch.setenv(jobs.RUNS_ENV, os.pathsep.join([str(ck), str(runs)]))
-    return ck, runs
+    new.mkdir()
+    monkeypatch.setenv(runs.RUNS_ENV, os.pathsep.join([str(ck), str(new)]))
+    return ck, new
 
 
 def test_roots_come_from_the_environment(roots):
-    assert jobs.run_roots() == list(roots) and jobs.new_runs_root() == roots[1]
+    assert runs.run_roots() == list(roots) and runs.new_runs_root() == roots[1]
 
 
 @pytest.mark.parametrize("bad, message", [
@@ -60,40 +60,41 @@ def test_a_training_job_survives_its_launcher_and_stops_with_its_checkpoint(root
                 "device": "cpu"}
     run = jobs.launch_train(settings, name="stop-me")
     assert run == roots[1] / "stop-me"
-    job = jobs.read_job(run)
-    assert job.kind == "train" and job.active and jobs.pid_alive(job.pid)
+    job = runs.read_job(run)
+    assert job.kind == "train" and job.active and runs.pid_alive(job.pid)
     # the runner is in its own session: a reload or a Ctrl-C of the app does not reach it
     assert os.getsid(job.pid) == job.pid != os.getsid(0)
-    tail = jobs.MetricsTail(run)
+    tail = runs.MetricsTail(run)
     wait_for(lambda: (tail.read(), tail.of_type("iter"))[1])
-    info = jobs.read_run(run)
+    info = runs.read_run(run)
     assert info.status == "running" and info.active and info.dataset == "mnist"
-    fraction, elapsed, _ = jobs.progress(info, tail.rows)
+    fraction, elapsed, _ = runs.progress(info, tail.rows)
     assert 0 < fraction < 1 and elapsed is not None
-    assert [r.path for r in jobs.list_runs()] == [run]
+    assert [r.path for r in runs.list_runs()] == [run]
 
     assert jobs.stop(run)
-    wait_for(lambda: not jobs.read_run(run).active)
-    info = jobs.read_run(run)
+    wait_for(lambda: not runs.read_run(run).active)
+    info = runs.read_run(run)
     assert info.status == "interrupted" and info.has_model
     assert json.loads((run / "model.json").read_text())["status"] == "interrupted"
     from ppcore.checkpoint import load_model
     load_model(run, dataset="mnist")
-    assert jobs.read_job(run).state == "stopped"
+    assert runs.read_job(run).state == "stopped"
     assert not jobs.stop(run)  # nothing left to stop
-    assert jobs.list_runs(with_model=True)[0].path == run
+    assert runs.list_runs(with_model=True)[0].path == run
 
 
-def test_a_failing_command_leaves_its_error_message(roots, tmp_path):
-    job_dir = tmp_path / "job"
-    fail = ["python", "-c", "import sys; print('error: the data set is missing', "
-                            "file=sys.stderr); sys.exit(2)"]
-    never = ["python", "-c", "open('ran', 'w')"]
-    jobs.launch(job_dir, [[fail, never]], kind="test")
-    job = wait_for(lambda: (j := jobs.read_job(job_dir)) and not j.active and j)
+def test_a_failing_step_leaves_its_error_message(roots, tmp_path):
+    run = roots[0] / "broken"
+    run.mkdir()
+    (run / "model.pt").write_bytes(b"PK\x03\x04 not a checkpoint")
+    job = jobs.launch_eval(run, "whitebox", 10)
+    job = wait_for(lambda: (j := runs.read_job(job.dir)) and not j.active and j)
     assert job.state == "failed" and job.returncodes == [2]
-    assert job.error == "error: the data set is missing"
-    assert not (Path(jobs.PACKAGE_ROOT) / "ran").exists()
+    assert job.error.startswith("error: ") and "not a readable ppcore checkpoint" in job.error
+    # the run's own folder under checkpoints/ is left alone: the app's results go under runs/
+    assert not (run / "eval").exists() and runs.is_within(job.dir, roots[1])
+    assert runs.eval_state(run, "whitebox", 10).state == "failed"
 
 
 def test_a_run_whose_process_vanished_is_reported_dead(tmp_path):
@@ -104,14 +105,14 @@ def test_a_run_whose_process_vanished_is_reported_dead(tmp_path):
     (run / "status.json").write_text(json.dumps(
         {"status": "running", "pid": proc.pid, "epoch": 0, "epochs": 3, "iteration": 5,
          "iterations_per_epoch": 10}))
-    info = jobs.read_run(run)
+    info = runs.read_run(run)
     assert info.status == "died" and not info.active and "without saving" in info.detail
 
 
 def test_metrics_are_read_incrementally_even_mid_line_and_after_a_restart(tmp_path):
     f = tmp_path / "metrics.jsonl"
     f.write_text('{"type": "start"}\n{"type": "iter", "iter": 1}\n{"type": "it')
-    tail = jobs.MetricsTail(tmp_path)
+    tail = runs.MetricsTail(tmp_path)
     assert [r["type"] for r in tail.read()] == ["start", "iter"]
     with open(f, "a") as fh:
         fh.write('er", "iter": 2}\nnot json\n')
@@ -128,15 +129,148 @@ def test_a_sweep_trains_then_evaluates_each_lambda(roots):
     with pytest.raises(PPCoreError, match="lambda must be >= 0"):
         jobs.launch_sweep(base, [1.0, -3.0])
     sweep_dir = jobs.launch_sweep(base, [1.0], eval_suite="whitebox", eval_limit=10)
-    sw = jobs.read_sweep(sweep_dir)
+    sw = runs.read_sweep(sweep_dir)
     assert sw.active and [r["lam"] for r in sw.spec["runs"]] == [1.0]
-    assert [s.id for s in jobs.list_sweeps()] == [sw.id]
-    done = wait_for(lambda: (s := jobs.read_sweep(sweep_dir)) and not s.active and s,
+    assert [s.id for s in runs.list_sweeps()] == [sw.id]
+    done = wait_for(lambda: (s := runs.read_sweep(sweep_dir)) and not s.active and s,
                     timeout=150)
-    assert done.job.state == "done", jobs.log_tail(sweep_dir)
+    assert done.job.state == "done", runs.log_tail(sweep_dir)
     run = done.runs[0]
     assert run.status == "complete" and run.config["lam"] == 1.0
-    ev = jobs.eval_state(run.path, "whitebox", 10)
+    ev = runs.eval_state(run.path, "whitebox", 10)
     assert ev.state == "done" and ev.result["n_images"] == 10
     assert ev.result["results"]["pgd_100"] is not None
     assert (run.path / "eval" / "whitebox-n10.json").is_file()
+    job = json.loads((sweep_dir / "job.json").read_text())
+    assert all(isinstance(step, dict) for group in job["groups"] for step in group)
+
+
+# -- what a run folder or a job file may make the app do: nothing but read it ---------------
+
+def _sleeper() -> subprocess.Popen:
+    """An unrelated process whose command line says "ppcore" (as one started from a folder of
+    that name would)."""
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "ppcore"])
+
+
+def test_a_planted_job_command_is_never_executed(roots, tmp_path):
+    run = roots[1] / "planted"
+    run.mkdir()
+    marker = tmp_path / "PWNED"
+    (run / "job.json").write_text(json.dumps({
+        "kind": "train", "groups": [[["/bin/sh", "-c", f"id > {marker}"]]], "meta": {}}))
+    info = runs.read_run(run)
+    assert info.status == "damaged" and not info.resumable and "settings" in info.detail
+    with pytest.raises(PPCoreError, match="cannot be resumed"):
+        jobs.resume_train(run)
+    # even the runner, started by hand on that folder, refuses it
+    rc = subprocess.run([sys.executable, "-m", "ppcore.jobs", "run", str(run)],
+                        cwd=runs.PACKAGE_ROOT, capture_output=True, text=True, timeout=60)
+    assert rc.returncode == 2 and "not run" in rc.stdout
+    # a job file with settings of the right shape but a path outside: refused at each step
+    (run / "job.json").write_text(json.dumps({
+        "kind": "eval", "groups": [[{"do": "eval", "run": "/etc", "suite": "whitebox"}]]}))
+    with pytest.raises(PPCoreError, match="outside the run folders"):
+        jobs.step_argv(run, "eval", runs.read_job(run).groups[0][0])
+    assert not marker.exists()
+
+
+def test_a_foreign_pid_is_never_signalled(roots):
+    victim = _sleeper()
+    try:
+        run = roots[1] / "foreign"
+        run.mkdir()
+        (run / "status.json").write_text(json.dumps({"status": "running", "pid": victim.pid}))
+        assert runs.read_run(run).status == "running"  # it looks alive, for display
+        assert not jobs.stop(run)
+        # a job file naming it, even with its true start time: not our runner's command line
+        (run / "job.json").write_text(json.dumps({
+            "kind": "train", "groups": [], "meta": {}, "pid": victim.pid,
+            "start": runs.process_start(victim.pid)}))
+        assert runs.read_job(run).state == "lost" and not jobs.stop(run)
+        time.sleep(0.2)
+        assert victim.poll() is None
+    finally:
+        victim.kill()
+        victim.wait()
+
+
+@pytest.mark.parametrize("name", ["..", ".", "../escape", "a/b", ".hidden", "x" * 90, ""])
+def test_run_names_that_leave_the_runs_folder_are_refused(roots, name):
+    settings = {"dataset": "mnist", "method": "normal", "epochs": 1, "limit_train": 100}
+    with pytest.raises(PPCoreError, match="not allowed|outside"):
+        jobs.claim_new_folder(roots[1], name, unique=False)
+    if name:
+        with pytest.raises(PPCoreError, match="not allowed|outside"):
+            jobs.launch_train(settings, name=name)
+    assert list(roots[1].iterdir()) == [] and sorted(p.name for p in roots[0].parent.iterdir()) \
+        == ["checkpoints", "runs"]
+
+
+@pytest.mark.parametrize("files", [
+    {"status.json": {"status": "running", "epoch": "x"}},
+    {"status.json": [1, 2]},
+    {"status.json": {"status": "rm -rf"}},
+    {"model.json": {"config": {"dataset": "mnist", "lam": "ten"}, "final_metrics": [1]}},
+    {"model.json": ["not", "a", "record"]},
+    {"model.json": "{not json"},
+])
+def test_a_malformed_run_folder_is_listed_as_damaged(roots, files):
+    run = roots[1] / "bad"
+    run.mkdir()
+    for name, content in files.items():
+        (run / name).write_text(content if isinstance(content, str) else json.dumps(content))
+    [info] = runs.list_runs()
+    assert info.status == "damaged" and info.detail and "\n" not in info.detail
+    assert runs.list_runs(with_model=True) == []
+    runs.progress(info, [])
+
+
+def test_two_launches_at_the_same_moment_give_one_job(roots, monkeypatch):
+    import threading
+
+    monkeypatch.setenv("PPCORE_MAX_JOBS", "4")
+    settings = {"dataset": "mnist", "method": "normal", "epochs": 50, "limit_train": 100,
+                "limit_test": 50, "batch_size": 20, "device": "cpu"}
+    outcomes: list = []
+    barrier = threading.Barrier(2)
+
+    def go():
+        barrier.wait()
+        try:
+            outcomes.append(jobs.launch_train(settings, name="same"))
+        except PPCoreError as exc:
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=go) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        started = [o for o in outcomes if isinstance(o, Path)]
+        assert len(started) == 1 and "already exists" in str(
+            next(o for o in outcomes if isinstance(o, PPCoreError)))
+        # and no second job in the same folder either, e.g. a resume clicked twice
+        with pytest.raises(PPCoreError, match="already running"):
+            jobs.launch(started[0], runs.read_job(started[0]).groups, kind="train")
+        assert len(jobs.active_jobs()) == 1
+    finally:
+        for o in outcomes:
+            if isinstance(o, Path):
+                jobs.stop(o)
+                wait_for(lambda: not runs.read_run(o).active, timeout=60)
+
+
+def test_jobs_beyond_the_cap_are_refused_with_a_message(roots, monkeypatch):
+    monkeypatch.setenv("PPCORE_MAX_JOBS", "1")
+    settings = {"dataset": "mnist", "method": "normal", "epochs": 50, "limit_train": 100,
+                "limit_test": 50, "batch_size": 20, "device": "cpu"}
+    first = jobs.launch_train(settings, name="first")
+    try:
+        with pytest.raises(PPCoreError, match="at most 1 at a time"):
+            jobs.launch_train(settings, name="second")
+        assert not (roots[1] / "second").exists()
+    finally:
+        jobs.stop(first)
+        wait_for(lambda: not runs.read_run(first).active, timeout=60)

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ..errors import PPCoreError
+from ..modes import eval_mode
 
 #: ``report(step, x_adv)`` is called by iterative attacks after each step (e.g. to animate PGD)
 Report = Callable[[int, torch.Tensor], None]
@@ -81,9 +82,7 @@ class Attack:
         if x.numel() and (x.min() < 0 or x.max() > 1):
             raise PPCoreError("images must be in [0, 1]")
         check_image_shape(model, x)
-        was_training = model.training
-        model.eval()
-        try:
+        with eval_mode(model):
             x = x.detach()
             out = self.run(model, x, y, report)
             extra: dict = {}
@@ -95,8 +94,6 @@ class Attack:
             x_adv = x_adv.clamp(0.0, 1.0)
             with torch.no_grad():
                 logits = model(x_adv)
-        finally:
-            model.train(was_training)
         delta = (x_adv - x).flatten(1)
         return AttackResult(x_adv, logits.argmax(1) != y, delta.norm(dim=1),
                             delta.abs().amax(dim=1), logits, extra)
@@ -121,9 +118,16 @@ def check_eps(eps: float, what: str = "epsilon") -> float:
     return float(eps)
 
 
-def check_steps(steps: int, what: str = "steps") -> int:
+def check_steps(steps: int, what: str = "steps", *, key: str | None = None) -> int:
+    """A whole number >= 1 and at most the limit of parameter ``key`` (default ``what``) in
+    ``ppcore.params``: the same limit the lab's widgets and links have."""
+    from ..params import most
+
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise PPCoreError(f"{what} must be a whole number of at least 1, got {steps}")
+    top = most(key or what)
+    if top is not None and steps > top:
+        raise PPCoreError(f"{what} must be at most {top:g}, got {steps}")
     return steps
 
 

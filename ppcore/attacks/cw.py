@@ -77,7 +77,7 @@ class CWL2(Attack):
 
     def __post_init__(self) -> None:
         check_steps(self.steps)
-        check_steps(self.search_steps, "binary-search steps")
+        check_steps(self.search_steps, "binary-search steps", key="search_steps")
         check_positive(self.lr, "learning rate")
         check_positive(self.initial_const, "initial constant")
         check_positive(self.kappa, "kappa", allow_zero=True)
@@ -164,7 +164,7 @@ class CWLinf(Attack):
 
     def __post_init__(self) -> None:
         check_steps(self.steps)
-        check_steps(self.max_rounds, "rounds")
+        check_steps(self.max_rounds, "rounds", key="max_rounds")
         check_positive(self.lr, "learning rate")
         check_positive(self.initial_const, "initial constant")
         check_positive(self.largest_const, "largest constant")

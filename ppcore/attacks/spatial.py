@@ -25,6 +25,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
+from ..params import MAX_GRID
 from ..perturb import affine_transform
 from .base import Attack, Report, check_positive, check_steps
 
@@ -102,8 +103,13 @@ class SpatialGrid(Attack):
 
     def __post_init__(self) -> None:
         _check_ranges(self.max_rot, self.max_trans)
-        check_steps(self.rotations, "rotation grid points")
-        check_steps(self.translations, "translation grid points")
+        check_steps(self.rotations, "rotation grid points", key="rotations")
+        check_steps(self.translations, "translation grid points", key="translations")
+        size = self.rotations * self.translations ** 2
+        if size > MAX_GRID:
+            from ..errors import PPCoreError
+            raise PPCoreError(f"the grid of {self.rotations} rotations x {self.translations}^2 "
+                              f"shifts is {size} transforms; at most {MAX_GRID} are tried")
 
     def grid(self, device=None, dtype=torch.float32) -> torch.Tensor:
         """[T, 3] rows (angle, tx, ty), rotation-major."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 
 from ..device import DEVICE_CHOICES
 from ..errors import PPCoreError
@@ -50,6 +51,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("--data-dir", help="data root (default: $PPCORE_DATA)")
     r.add_argument("--no-download", action="store_true", help="never download data")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    r.add_argument("--progress", metavar="FILE", help="keep {fraction, message, elapsed_s} in "
+                   "this JSON file while evaluating (the app polls it)")
 
 
 def parse_attack_params(items: list[str]) -> dict[str, dict]:
@@ -67,17 +70,43 @@ def parse_attack_params(items: list[str]) -> dict[str, dict]:
     return out
 
 
+class ProgressFile:
+    """``evaluate``'s progress events written to a small JSON file, at most twice a second."""
+
+    def __init__(self, path: str | None):
+        self.path, self.last, self.t0 = path, 0.0, time.time()
+        self.write(0.0, "loading")
+
+    def write(self, fraction: float, message: str) -> None:
+        if not self.path:
+            return
+        from ..checkpoint import atomic_write_json
+
+        self.last = time.time()
+        atomic_write_json(self.path, {"fraction": fraction, "message": message,
+                                      "elapsed_s": round(self.last - self.t0, 2)})
+
+    def __call__(self, event: dict) -> None:
+        total = event.get("total") or 0
+        fraction = min(max(event.get("done", 0) / total, 0.0), 1.0) if total else 0.0
+        if time.time() - self.last >= 0.5 or fraction >= 1:
+            self.write(fraction, str(event.get("title", "")))
+
+
 def run(args: argparse.Namespace) -> int:
     from ..evaluate import evaluate, render_markdown, save_result
 
+    progress_file = ProgressFile(args.progress)
     result = evaluate(args.checkpoint, args.suite, limit=args.limit, device=args.device,
                       eps=args.eps, steps=args.steps, restarts=args.restarts,
                       batch_size=args.batch_size, seed=args.seed, source=args.source,
                       dataset=args.dataset,
                       attack_params=parse_attack_params(args.attack_param),
                       data_dir=args.data_dir, download=False if args.no_download else None,
-                      progress=not args.no_progress)
+                      progress=not args.no_progress,
+                      progress_callback=progress_file if args.progress else None)
     save_result(result, args.json, args.markdown)
+    progress_file.write(1.0, "done")
     sys.stdout.write(render_markdown(result))
     failed = [c["name"] for c in result["checks"] if c["passed"] is False]
     if failed:
