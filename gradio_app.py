@@ -182,8 +182,7 @@ def on_attack(x, names, attack, eps, steps, alpha, max_rot, max_trans, true_clas
             continue
         v = result.views[i]
         change, scale = probe.perturbation_picture(v)
-        badge = "🟢" if not v.fooled and v.pred_clean == v.label else "🔴"
-        out += [gr.Column(visible=True), f"**{v.name}**  \n{badge} {probe.verdict(v, classes)}",
+        out += [gr.Column(visible=True), f"**{v.name}**  \n{probe.verdict(v, classes)}",
                 images.fit_for_display(v.adversarial, PREVIEW),
                 images.fit_for_display(change, PREVIEW),
                 gr.Label(value=probe.top(v.probs_adv, classes), label="after the attack"),
@@ -304,8 +303,10 @@ def build() -> gr.Blocks:
                 with gr.Column(visible=False, min_width=200) as col:
                     title = gr.Markdown()
                     with gr.Row():
-                        adv = gr.Image(label="attacked", interactive=False, height=PREVIEW)
-                        change = gr.Image(label="change", interactive=False, height=PREVIEW)
+                        adv = gr.Image(label="attacked", interactive=False, height=PREVIEW,
+                                       buttons=["download"])
+                        change = gr.Image(label="change", interactive=False, height=PREVIEW,
+                                          buttons=[])
                     after = gr.Label(num_top_classes=3, label="after the attack")
                     norms = gr.Markdown()
                 result_parts += [col, title, adv, change, after, norms]

@@ -207,7 +207,7 @@ def read_sketch(rgba: np.ndarray | None, dataset: str) -> Input:
 def top(probs: np.ndarray, classes, k: int = 3) -> dict[str, float]:
     """{class name: probability} of the ``k`` most likely classes."""
     order = np.argsort(-probs)[:k]
-    return {classes[i]: float(probs[i]) for i in order}
+    return {classes[i]: round(float(probs[i]), 6) for i in order}
 
 
 def predict(x: Input, models: dict[str, torch.nn.Module]) -> dict[str, np.ndarray]:

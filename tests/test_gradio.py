@@ -4,7 +4,8 @@ checkpoints, driven through ``gradio_client`` (the HTTP API) and Debian's chromi
 The API answers with the right class on real MNIST digits, keeps PGD within its budget, turns
 every bad input into one sentence, and its queue takes 20 attacks at once (their latency is
 logged, not asserted: docs/performance.md has the figures). The browser test draws a stroke on
-the sketchpad and waits for the models' answers, then attacks the drawing.
+the sketchpad and waits for the models' answers, then attacks the drawing (a screenshot goes to
+docs/screenshots/gradio_probe.png, which the README shows).
 
 Skipped when gradio is not installed; the browser test also when Playwright or
 /usr/bin/chromium is missing, like tests/test_e2e.py.
@@ -31,6 +32,7 @@ from tests.test_e2e import BROWSER_ARGS, CHROMIUM, free_port, sync_playwright
 gradio_client = pytest.importorskip("gradio_client")
 
 PROPOSED = "mnist-proposed"
+SHOTS = CHECKPOINTS.parent / "docs" / "screenshots"
 log = logging.getLogger(__name__)
 
 pytestmark = pytest.mark.skipif(
@@ -229,5 +231,7 @@ def test_a_stroke_on_the_sketchpad_brings_answers_and_an_attack(probe_url):
             assert text.count("‖δ‖∞") == 3
             assert any(w in text for w in ("held:", "fooled:", "wrong before the attack"))
             assert "The probe failed" not in text
+            SHOTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SHOTS / "gradio_probe.png"), full_page=True)
         finally:
             browser.close()
