@@ -110,6 +110,11 @@ def on_sketch(sketch, names, dataset):
     return _show(x, names)
 
 
+def on_clear():
+    """The canvas emptied with its bin button: no input, no answers."""
+    return _cleared("Draw a digit: the models answer as you draw.")
+
+
 @plain_errors
 def on_upload(path, names, dataset):
     if not path:
@@ -330,6 +335,7 @@ def build() -> gr.Blocks:
         live = dict(trigger_mode="always_last", concurrency_id="predict",
                     concurrency_limit=4, show_progress="hidden", api_visibility="private")
         sketch.change(on_sketch, [sketch, models, dataset], shown, **live)
+        sketch.clear(on_clear, None, shown, api_visibility="private")
         upload.change(on_upload, [upload, models, dataset], shown, **live)
         models.change(on_models, [x_state, models], shown, **live)
         dataset.change(on_dataset, [dataset], [models, x_state, preview, notes, *slots,

@@ -211,6 +211,8 @@ def test_beyond_the_queue_callers_are_told_it_is_busy(tmp_path):
 @pytest.mark.skipif(sync_playwright is None, reason="Playwright for Python is not installed")
 @pytest.mark.skipif(not CHROMIUM.is_file(), reason="Debian's chromium is not at /usr/bin/chromium")
 def test_a_stroke_on_the_sketchpad_brings_answers_and_an_attack(probe_url):
+    """Draw, see three answers, attack; then empty the canvas and be told why nothing can be
+    attacked."""
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS)
         try:
@@ -233,5 +235,11 @@ def test_a_stroke_on_the_sketchpad_brings_answers_and_an_attack(probe_url):
             assert "The probe failed" not in text
             SHOTS.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(SHOTS / "gradio_probe.png"), full_page=True)
+
+            # the bin empties the canvas and the answers; an attack then says why it cannot run
+            page.locator("#sketch button[aria-label='Clear canvas']").first.click()
+            answers.get_by_text("mnist-normal").first.wait_for(state="hidden", timeout=30_000)
+            page.locator("#attack").click()
+            page.get_by_text("there is nothing to attack").first.wait_for(timeout=30_000)
         finally:
             browser.close()
