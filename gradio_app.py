@@ -81,8 +81,13 @@ def _prediction_slots(probs: dict, dataset: str) -> list:
     return out
 
 
+def _no_answers() -> list:
+    return [gr.Label(value=None, visible=False)] * probe.MAX_MODELS
+
+
 def _cleared(message: str) -> list:
-    return [None, None, message] + [gr.Label(value=None, visible=False)] * probe.MAX_MODELS
+    """No input: state, preview and answers emptied, ``message`` in their place."""
+    return [None, None, message] + _no_answers()
 
 
 def _show(x: probe.Input, names) -> list:
@@ -90,8 +95,7 @@ def _show(x: probe.Input, names) -> list:
     preview = images.fit_for_display(x.picture, PREVIEW)
     notes = "\n".join(f"- {n}" for n in x.notices)
     if not names:
-        return [x, preview, notes + "\n\nChoose at least one model."] + \
-            [gr.Label(value=None, visible=False)] * probe.MAX_MODELS
+        return [x, preview, notes + "\n\nChoose at least one model."] + _no_answers()
     _, models = probe.load_models(names)
     return [x, preview, notes] + _prediction_slots(probe.predict(x, models), x.dataset)
 
@@ -126,23 +130,23 @@ def on_upload(path, names, dataset):
 def on_models(x, names):
     """Other models chosen: answer for the same input."""
     if x is None:
-        return [None, None, "Draw a digit or upload a picture."] + \
-            [gr.Label(value=None, visible=False)] * probe.MAX_MODELS
+        return _cleared("Draw a digit or upload a picture.")
     return _show(x, names)
 
 
+@plain_errors
 def on_dataset(dataset):
     """Another data set: its models (the default three chosen), its attack budget, and a
     clean slate (an input made for one data set is no input for another)."""
     names = probe.model_names(dataset)
     sliders = _param_sliders("pgd", dataset, update=True)
     return [gr.CheckboxGroup(choices=names, value=probe.default_models(dataset)),
-            None, None, "Draw a digit or upload a picture."] + \
-        [gr.Label(value=None, visible=False)] * probe.MAX_MODELS + \
+            *_cleared("Draw a digit or upload a picture.")] + \
         [gr.Radio(value="pgd"),
          gr.Dropdown(["unknown", *dataset_info(dataset).classes], value="unknown")] + sliders
 
 
+@plain_errors
 def on_attack_kind(attack, dataset):
     return _param_sliders(attack, dataset, update=True)
 
