@@ -401,7 +401,7 @@ class Trainer:
             bad, stop = dist.agree(not finite, self._stop)
             if bad:
                 raise PPCoreError(
-                    f"the loss became {float(out.loss) if not finite else 'non-finite'} at "
+                    f"the loss became {float(out.loss.detach()) if not finite else 'non-finite'} at "
                     f"iteration {self.iteration + 1}: training diverged; lower the learning "
                     f"rate (now {cfg.lr:g}) or lambda")
             if stop and dist.enabled:
