@@ -364,7 +364,8 @@ class Trainer:
 
     def _finish(self, status: str, error: str | None = None) -> dict:
         record = self._record(status)
-        save_checkpoint(self.run_dir, self.model, record)
+        if self.dist.is_main:
+            save_checkpoint(self.run_dir, self.model, record)
         self._emit({"type": "end", "time": _now(), "status": status, "epoch": self.epoch,
                     "error": error})
         self._status(status, **({"error": error} if error else {}))

@@ -14,8 +14,9 @@ def main(cases_file: str, out: str) -> None:
     dist, device = distributed.setup("cpu")
     try:
         for name, cfg in json.loads(Path(cases_file).read_text()).items():
-            Trainer(TrainConfig.from_dict(cfg), Path(out) / name, device, progress=False,
-                    dist=dist).fit()
+            # ranks > 0 get a folder of their own, as on another machine: it must stay unmade
+            run = Path(out) / (name if dist.is_main else f"{name}-rank{dist.rank}")
+            Trainer(TrainConfig.from_dict(cfg), run, device, progress=False, dist=dist).fit()
     finally:
         distributed.teardown()
 

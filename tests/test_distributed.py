@@ -152,6 +152,7 @@ def test_one_ddp_step_equals_one_process_on_the_concatenated_batch(tmp_path, mon
             trainer.fit()
         assert trainer.iteration == 3
         record, ddp = read_checkpoint(tmp_path / "ddp" / name)
+        assert not (tmp_path / "ddp" / f"{name}-rank1").exists(), "rank 1 wrote files"
         assert record["world_size"] == 2 and record["iterations"] == 3
         moved = 0.0
         for k, v in trainer.model.state_dict().items():
