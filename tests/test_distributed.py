@@ -5,6 +5,7 @@ two-process evaluation equals the one-process evaluation."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -24,6 +25,7 @@ from ppcore.data import TensorData, batch_bounds
 from ppcore.distributed import SINGLE, Dist, launch_argv
 from ppcore.errors import PPCoreError
 from ppcore.evaluate import evaluate
+from ppcore.methods import METHODS
 from ppcore.perturb import linf_sign_noise
 from ppcore.train import METRICS_FILE, Trainer
 
@@ -132,15 +134,36 @@ def _ranks_noise(seed: int):
     return noise
 
 
-def test_one_ddp_step_equals_one_process_on_the_concatenated_batch(tmp_path, monkeypatch):
-    cases = {name: make_config("mnist", "mnist-net", **_STEP, **kw).to_dict()
-             for name, kw in _CASES.items()}
-    (tmp_path / "cases.json").write_text(json.dumps(cases))
+def _train_cases(cases: dict, out: Path) -> None:
+    """Train every config of ``cases`` into ``out/NAME`` with two processes, one launch."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "cases.json").write_text(json.dumps({k: c.to_dict() for k, c in cases.items()}))
     proc = _start([sys.executable, "-m", "torch.distributed.run", "--standalone",
                    "--nproc-per-node=2", str(REPO / "tests" / "_ddp_step_worker.py"),
-                   str(tmp_path / "cases.json"), str(tmp_path / "ddp")])
-    out = _finish(proc)
-    assert proc.returncode == 0, out[-3000:]
+                   str(out / "cases.json"), str(out)])
+    log = _finish(proc)
+    assert proc.returncode == 0, log[-3000:]
+
+
+def test_every_method_trains_under_ddp(tmp_path):
+    # two steps each; the adversarial methods craft their attacks on the bare module in eval
+    # mode, and only the loss forward goes through DDP: none may hang or fail
+    cases = {m: make_config("mnist", "mnist-net", m, epochs=1, batch_size=20, limit_train=40,
+                            limit_test=20, probe_size=20, probe_every=-1, precision="fp32",
+                            **({"steps": 2} if "steps" in METHODS[m].params else {}))
+             for m in METHODS}
+    # and the fast path: bf16 autocast with channels_last under DDP
+    cases["proposed-bf16"] = dataclasses.replace(cases["proposed"], precision="bf16")
+    _train_cases(cases, tmp_path)
+    for m in cases:
+        record, state = read_checkpoint(tmp_path / m)
+        assert record["status"] == "complete" and record["iterations"] == 2, m
+        assert all(torch.isfinite(v).all() for v in state.values()), m
+
+
+def test_one_ddp_step_equals_one_process_on_the_concatenated_batch(tmp_path, monkeypatch):
+    _train_cases({name: make_config("mnist", "mnist-net", **_STEP, **kw)
+                  for name, kw in _CASES.items()}, tmp_path / "ddp")
     for name, kw in _CASES.items():
         with monkeypatch.context() as m:
             if kw["method"] == "proposed":
