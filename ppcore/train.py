@@ -204,9 +204,8 @@ class Trainer:
         """How the run was spread: processes, backend, and the batch per rank and in all."""
         w, b = self.dist.world_size, self.cfg.batch_size
         return {"world_size": w, "backend": self.dist.backend,
-                # ranks take shares of b that differ by one image at most
-                "batch_size_per_rank": b // w if b % w == 0 else [
-                    (r + 1) * b // w - r * b // w for r in range(w)],
+                # the largest share: ranks' shares of b differ by one image at most
+                "batch_size_per_rank": -(-b // w),
                 "sync_batchnorm": self.sync_bn}
 
     def _rng_states(self) -> dict:
