@@ -139,11 +139,12 @@ def current() -> Dist:
     """The process group this process has joined (``SINGLE`` where none)."""
     if not (tdist.is_available() and tdist.is_initialized()) or tdist.get_world_size() < 2:
         return SINGLE
-    backend = tdist.get_backend()
+    # "nccl", "gloo", or per device type as "cpu:gloo,cuda:nccl"
+    nccl = "nccl" in str(tdist.get_backend())
     local = int(os.environ.get("LOCAL_RANK", "0"))
-    device = torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else \
-        torch.device("cpu")
-    return Dist(tdist.get_rank(), tdist.get_world_size(), local, backend, device)
+    device = torch.device("cuda", torch.cuda.current_device()) if nccl else torch.device("cpu")
+    return Dist(tdist.get_rank(), tdist.get_world_size(), local, "nccl" if nccl else "gloo",
+                device)
 
 
 def setup(device_spec: str = "auto") -> tuple[Dist, torch.device]:
