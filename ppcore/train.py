@@ -400,10 +400,10 @@ class Trainer:
             # every rank stops, or fails, at the same step: none waits for a missing all-reduce
             bad, stop = dist.agree(not finite, self._stop)
             if bad:
+                what = float(out.loss.detach()) if not finite else "non-finite on another rank"
                 raise PPCoreError(
-                    f"the loss became {float(out.loss.detach()) if not finite else 'non-finite'} at "
-                    f"iteration {self.iteration + 1}: training diverged; lower the learning "
-                    f"rate (now {cfg.lr:g}) or lambda")
+                    f"the loss became {what} at iteration {self.iteration + 1}: training "
+                    f"diverged; lower the learning rate (now {cfg.lr:g}) or lambda")
             if stop and dist.enabled:
                 self._agreed_stop = True
                 break
