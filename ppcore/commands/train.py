@@ -57,7 +57,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="Eq. (1)'s pairing term over the batch: lambda * mean or lambda * sum")
     o = p.add_argument_group("optimisation")
     o.add_argument("--epochs", type=int)
-    o.add_argument("--batch-size", type=int)
+    o.add_argument("--batch-size", type=int,
+                   help="images a step; under torchrun the global batch, shared by the processes")
     o.add_argument("--optimizer", choices=OPTIMIZERS, help="sgd (momentum 0.9) or adam")
     o.add_argument("--lr", type=float, help="initial learning rate")
     o.add_argument("--warmup-iters", type=int, help="linear learning-rate warm-up (iterations)")
