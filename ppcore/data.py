@@ -168,19 +168,37 @@ class TensorData:
         return cls(images, labels, device)
 
     def batches(self, batch_size: int, *, shuffle: bool = False,
-                generator: torch.Generator | None = None,
+                generator: torch.Generator | None = None, part: tuple[int, int] = (0, 1),
                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Batches of ``batch_size`` images; with ``part=(rank, world_size)`` this rank's
+        contiguous share of each (the shares of all ranks, in rank order, are the one-process
+        batch: with the same ``generator`` seed every rank draws the same permutation)."""
         n = len(self)
         if shuffle:
             order = torch.randperm(n, generator=generator, device="cpu").to(self.device)
         else:
             order = torch.arange(n, device=self.device)
-        for start in range(0, n, batch_size):
-            idx = order[start:start + batch_size]
+        rank, world = part
+        bounds = batch_bounds(n, batch_size, world)
+        for start, stop in zip(bounds, bounds[1:]):
+            idx = order[start:stop]
+            if world > 1:
+                m = stop - start
+                idx = idx[rank * m // world:(rank + 1) * m // world]
             yield to_float(self.images[idx]), self.labels[idx]
 
-    def num_batches(self, batch_size: int) -> int:
-        return -(-len(self) // batch_size)
+    def num_batches(self, batch_size: int, world_size: int = 1) -> int:
+        return len(batch_bounds(len(self), batch_size, world_size)) - 1
+
+
+def batch_bounds(n: int, batch_size: int, world_size: int = 1) -> list[int]:
+    """Where the batches of an epoch of ``n`` images start, and ``n``: ``[0, b, 2b, ..., n]``."""
+    starts = list(range(0, n, batch_size))
+    # a last batch with fewer images than ranks would leave a rank with none: it joins the
+    # batch before it (never with one process)
+    if world_size > 1 and len(starts) > 1 and n - starts[-1] < world_size:
+        starts.pop()
+    return starts + [n]
 
 
 def to_float(images_u8: torch.Tensor) -> torch.Tensor:

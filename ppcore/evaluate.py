@@ -62,6 +62,7 @@ from .attacks.functional import input_grad
 from .attacks.transfer import check_same_dataset
 from .data import DATASETS, TensorData, dataset_info
 from .device import pick_device
+from .distributed import current as current_dist
 from .errors import PPCoreError
 from .modes import eval_mode
 from .progress import Progress
@@ -420,6 +421,24 @@ def _batches(data, batch_size: int):
             yield x[i:i + batch_size], y[i:i + batch_size]
 
 
+def _rank_block(data, n: int, batch_size: int) -> tuple[Any, int]:
+    """This rank's contiguous block of whole batches of the test set, and the index of its first
+    batch: batches keep their one-process index (and so their attacks' random starts), and the
+    blocks gathered in rank order are the whole set in its order."""
+    dist = current_dist()
+    n_batches = -(-n // batch_size)
+    if not dist.enabled:
+        return data, 0
+    if n_batches < dist.world_size:
+        log.warning("%d batches for %d processes: some have nothing to do; lower the batch "
+                    "size to use them all", n_batches, dist.world_size)
+    block = dist.shard(n_batches)
+    s = slice(block.start * batch_size, block.stop * batch_size)
+    if isinstance(data, TensorData):
+        return TensorData(data.images[s], data.labels[s], data.device), block.start
+    return (data[0][s], data[1][s]), block.start
+
+
 def _measure(stage: Stage, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
              batch_index: int) -> dict[str, torch.Tensor]:
     if stage.kind == "gradient":
@@ -544,6 +563,8 @@ def evaluate(model_or_checkpoint, suite: str, *, limit: int | None = None,
     if n == 0:
         raise PPCoreError("no test images to evaluate")
 
+    # under torchrun each rank attacks a block of batches; per-example results are gathered
+    mine, first_batch = _rank_block(test, n, bs)
     bar = Progress(n * len(stages), f"eval {suite}", enabled=progress)
     done = 0
     per_stage: list[dict[str, torch.Tensor]] = []
@@ -554,7 +575,7 @@ def evaluate(model_or_checkpoint, suite: str, *, limit: int | None = None,
             target = src_model if stage.on_source else model
             t0 = time.perf_counter()
             parts: dict[str, list[torch.Tensor]] = {}
-            for bi, (xb, yb) in enumerate(_batches(test, bs)):
+            for bi, (xb, yb) in enumerate(_batches(mine, bs), start=first_batch):
                 out = _measure(stage, target, xb, yb, bi)
                 for k, v in out.items():
                     parts.setdefault(k, []).append(v.detach().cpu())
@@ -564,7 +585,7 @@ def evaluate(model_or_checkpoint, suite: str, *, limit: int | None = None,
                     progress_callback({"stage": stage.key, "title": stage.title,
                                        "stage_index": si, "stages": len(stages), "done": done,
                                        "total": n * len(stages)})
-            m = {k: torch.cat(v) for k, v in parts.items()}
+            m = current_dist().gather_cat({k: torch.cat(v) for k, v in parts.items()})
             wall = time.perf_counter() - t0
             if stage.key == "clean":
                 clean_correct = m["correct"]

@@ -4,6 +4,9 @@ A run folder gets ``metrics.jsonl`` (one JSON object a line, flushed as written,
 process can tail it while training runs), ``status.json``, ``model.pt``/``model.json`` and
 ``resume.pt``. Stopping (Ctrl-C, SIGTERM or ``request_stop()``) saves the weights and leaves
 ``resume.pt`` at the last finished epoch.
+
+Under torchrun (``ppcore.distributed``) every rank trains its share of each global batch through
+DistributedDataParallel, the readings are reduced over ranks, and rank 0 alone writes files.
 """
 
 from __future__ import annotations
@@ -24,8 +27,9 @@ from . import __version__
 from .checkpoint import (RESUME_FILE, atomic_write_bytes, atomic_write_json, save_checkpoint)
 from .config import TrainConfig
 from .attacks.functional import pgd_linf
-from .data import TensorData, dataset_info
+from .data import TensorData, batch_bounds, dataset_info
 from .device import autocast, machine_name, resolve_precision
+from .distributed import Dist, current as current_dist, wrap as wrap_ddp
 from .errors import PPCoreError
 from .methods import METHODS
 from .metrics import feature_distances
@@ -92,8 +96,10 @@ def _now() -> str:
 
 class Trainer:
     def __init__(self, cfg: TrainConfig, run_dir: str | os.PathLike, device: torch.device,
-                 *, data_dir=None, download: bool | None = None, progress: bool = True):
-        self.cfg, self.device, self.progress = cfg, device, progress
+                 *, data_dir=None, download: bool | None = None, progress: bool = True,
+                 dist: Dist | None = None):
+        self.dist = dist or current_dist()
+        self.cfg, self.device, self.progress = cfg, device, progress and self.dist.is_main
         self.run_dir = Path(run_dir)
         self.method = METHODS[cfg.method]
         self.info = dataset_info(cfg.dataset)
@@ -107,18 +113,33 @@ class Trainer:
         self.model = build_model(cfg.model, self.info, **cfg.model_options).to(device)
         if self.precision == "bf16":  # the fast path: bf16 kernels want NHWC activations
             self.model = self.model.to(memory_format=torch.channels_last)
+        world = self.dist.world_size
+        if cfg.batch_size < world or len(self.train_data) < world:
+            raise PPCoreError(f"{world} processes need a batch size and training images of at "
+                              f"least {world} (each rank takes its share of every batch)")
+        # what the methods call: the model, or under DDP a view that sends the training forward
+        # through the wrapper (the model itself stays the bare module: checkpoints, meter, eval)
+        self.train_model, self.sync_bn = wrap_ddp(self.model, self.dist, device)
+        if self.dist.rank:  # its own stream for dropout; rank 0 keeps a one-process run's
+            torch.manual_seed(self.dist.seed(cfg.seed))
         self.opt = make_optimizer(cfg, self.model.parameters())
-        self.iters_per_epoch = self.train_data.num_batches(cfg.batch_size)
+        # global batches: the same count, so the same schedule, on every rank
+        self.iters_per_epoch = self.train_data.num_batches(cfg.batch_size, world)
         self.sched = torch.optim.lr_scheduler.LambdaLR(
             self.opt, lambda it: lr_factor(self.cfg, it, self.cfg.epochs * self.iters_per_epoch))
         self.probe_data = (TensorData(self.test_data.images[:cfg.probe_size],
                                       self.test_data.labels[:cfg.probe_size], device)
                            if cfg.probe_size else None)
+        # this rank's share of the test set and of the meter's probe set (all of them for one)
+        self.test_part = self._part(self.test_data)
+        self.probe_part = self._part(self.probe_data) if self.probe_data is not None else None
         self.probe_every = cfg.probe_every if cfg.probe_every > 0 else None
         self.probe_time = 0.0
+        # one permutation for all ranks; the pairs' noise and the metrics' noise per rank
         self.perm_gen = torch.Generator().manual_seed(cfg.seed)
-        self.noise_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
-        self.metric_gen = torch.Generator(device=device).manual_seed(cfg.seed + 2)
+        self.noise_gen = torch.Generator(device=device).manual_seed(self.dist.seed(cfg.seed + 1))
+        self.metric_gen = torch.Generator(device=device).manual_seed(self.dist.seed(cfg.seed + 2))
+        self._agreed_stop = False
         self.epoch = 0
         self.iteration = 0
         self.history: list[dict] = []
@@ -128,16 +149,31 @@ class Trainer:
         """Finish the current step, save, and return from ``fit`` (safe from a signal handler)."""
         self._stop = True
 
+    @property
+    def _stopping(self) -> bool:
+        # several ranks stop together, at the next step all of them agree on (see _train_epoch)
+        return self._agreed_stop if self.dist.enabled else self._stop
+
+    def _part(self, data: TensorData) -> TensorData:
+        if not self.dist.enabled:
+            return data
+        s = self.dist.shard(len(data))
+        return TensorData(data.images[s], data.labels[s], self.device)
+
     # -- files ---------------------------------------------------------------------------------
     def _emit(self, row: dict) -> None:
+        if not self.dist.is_main:
+            return
         with open(self.run_dir / METRICS_FILE, "a") as f:
             f.write(json.dumps(row) + "\n")
 
     def _status(self, status: str, **extra) -> None:
+        if not self.dist.is_main:
+            return
         atomic_write_json(self.run_dir / STATUS_FILE, {
             "status": status, "pid": os.getpid(), "epoch": self.epoch,
             "epochs": self.cfg.epochs, "iteration": self.iteration,
-            "iterations_per_epoch": self.train_data.num_batches(self.cfg.batch_size),
+            "iterations_per_epoch": self.iters_per_epoch,
             "updated": _now(), **extra})
 
     def _record(self, status: str) -> dict:
@@ -155,6 +191,7 @@ class Trainer:
             "precision": self.precision, "optimizer": self.cfg.optimizer,
             "schedule": schedule_text(self.cfg), "seed": self.cfg.seed,
             "batch_size": self.cfg.batch_size,
+            **self._layout(),
             "robust_acc": last.get("robust_acc"),
             "probe": (f"PGD-{PROBE_STEPS} at eps {self.info.eps:g} on the first "
                       f"{len(self.probe_data)} test images, every "
@@ -163,7 +200,23 @@ class Trainer:
             "created": _now(),
         }
 
+    def _layout(self) -> dict:
+        """How the run was spread: processes, backend, and the batch per rank and in all."""
+        w, b = self.dist.world_size, self.cfg.batch_size
+        return {"world_size": w, "backend": self.dist.backend,
+                # the largest share: ranks' shares of b differ by one image at most
+                "batch_size_per_rank": -(-b // w),
+                "sync_batchnorm": self.sync_bn}
+
+    def _rng_states(self) -> dict:
+        return {"torch_rng": torch.get_rng_state(), "noise_gen": self.noise_gen.get_state(),
+                "metric_gen": self.metric_gen.get_state()}
+
     def _save_resume(self) -> None:
+        # every rank's random streams, rank 0's also under the one-process keys
+        ranks = self.dist.gather(self._rng_states())
+        if not self.dist.is_main:
+            return
         state = {
             "config": json.dumps(self.cfg.to_dict(), sort_keys=True),
             "epoch": self.epoch, "iteration": self.iteration,
@@ -172,20 +225,29 @@ class Trainer:
             "torch_rng": torch.get_rng_state(), "perm_gen": self.perm_gen.get_state(),
             "noise_gen": self.noise_gen.get_state(), "metric_gen": self.metric_gen.get_state(),
             "history": json.dumps(self.history),
+            "world_size": self.dist.world_size, "rank_rng": ranks,
         }
         atomic_write_bytes(self.run_dir / RESUME_FILE, lambda f: torch.save(state, f))
 
     def try_resume(self) -> bool:
-        """Continue from ``resume.pt`` if there is one; False when starting afresh."""
+        """Continue from ``resume.pt`` if there is one; False when starting afresh. Rank 0 reads
+        it and hands it to the others (the file need only be on its machine)."""
         path = self.run_dir / RESUME_FILE
-        if not path.is_file():
+        state, error = None, None
+        if self.dist.is_main and path.is_file():
+            try:
+                state = torch.load(path, map_location="cpu", weights_only=True)
+                json.loads(state["config"])
+            except Exception:
+                state, error = None, (f"cannot resume: '{path}' is damaged; delete it to start "
+                                      f"afresh")
+        if self.dist.enabled:
+            state, error = self.dist.broadcast((state, error))
+        if error:
+            raise PPCoreError(error)
+        if state is None:
             return False
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            saved = json.loads(state["config"])
-        except Exception:
-            raise PPCoreError(f"cannot resume: '{path}' is damaged; delete it to start "
-                              f"afresh") from None
+        saved = json.loads(state["config"])
         mine = self.cfg.to_dict()
         diff = sorted(k for k in mine if k != "epochs" and saved.get(k) != mine[k])
         if diff:
@@ -194,12 +256,25 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
         self.sched.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["torch_rng"])
         self.perm_gen.set_state(state["perm_gen"])
-        self.noise_gen.set_state(state["noise_gen"].to(self.noise_gen.get_state().device))
-        self.metric_gen.set_state(state["metric_gen"].to(self.metric_gen.get_state().device))
         self.epoch, self.iteration = int(state["epoch"]), int(state["iteration"])
         self.history = json.loads(state["history"])
+        ranks = state.get("rank_rng") or [state]
+        if len(ranks) == self.dist.world_size:
+            mine_rng = ranks[self.dist.rank]
+            torch.set_rng_state(mine_rng["torch_rng"])
+            self.noise_gen.set_state(mine_rng["noise_gen"].to(self.noise_gen.get_state().device))
+            self.metric_gen.set_state(
+                mine_rng["metric_gen"].to(self.metric_gen.get_state().device))
+        else:  # another number of processes: fresh per-rank streams, new for this epoch
+            base = self.dist.seed(self.cfg.seed + 7919 * self.epoch)
+            torch.manual_seed(base)
+            self.noise_gen.manual_seed(base + 1)
+            self.metric_gen.manual_seed(base + 2)
+            if self.dist.is_main:
+                log.warning("the run was saved by %d process(es) and resumes on %d: the random "
+                            "streams of the pairs and attacks start afresh", len(ranks),
+                            self.dist.world_size)
         log.info("resuming %s at epoch %d", self.run_dir, self.epoch)
         return True
 
@@ -225,13 +300,14 @@ class Trainer:
         gen = torch.Generator(device=self.device).manual_seed(12345)
         correct = 0
         try:
-            for x, y in self.probe_data.batches(500):
+            for x, y in self.probe_part.batches(500):  # this rank's share; the sum below
                 x_adv = pgd_linf(self.model, x, y, eps, 2.5 * eps / PROBE_STEPS, PROBE_STEPS,
                                  generator=gen, early_stop=True)
                 with torch.no_grad():
                     correct += int((self.model(x_adv).argmax(1) == y).sum())
         finally:
             self.model.train(was_training)
+        correct = self.dist.reduce({}, 0, {"correct": correct})["correct"]
         self.probe_time = time.perf_counter() - t0
         return correct / len(self.probe_data)
 
@@ -247,6 +323,8 @@ class Trainer:
             return
         n = math.ceil(self.probe_time / (PROBE_BUDGET * max(seconds_per_iter, 1e-9)))
         n = -(-n // self.cfg.metrics_every) * self.cfg.metrics_every
+        # rank 0's timing decides, so that every rank reads the meter at the same iterations
+        n = self.dist.broadcast(n)
         if n < self.iters_per_epoch:
             self.probe_every = n
             log.info("robustness meter every %d iterations (%.2fs a reading)", n,
@@ -254,15 +332,16 @@ class Trainer:
 
     def fit(self, resume: bool = False) -> dict:
         cfg = self.cfg
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
         resumed = self.try_resume() if resume else False
-        if not resumed:
+        if not resumed and self.dist.is_main:
             (self.run_dir / METRICS_FILE).unlink(missing_ok=True)
         self._emit({"type": "start", "time": _now(), "config": cfg.to_dict(),
                     "resumed_at_epoch": self.epoch if resumed else None,
                     "device": str(self.device), "train_images": len(self.train_data),
                     "iterations_per_epoch": self.iters_per_epoch, "precision": self.precision,
-                    "machine": machine_name(self.device)})
+                    "machine": machine_name(self.device), **self._layout()})
         self._status("running")
         if self.probe_data is not None:
             if resumed:
@@ -271,35 +350,40 @@ class Trainer:
                 self._emit_probe(0.0)
         status = "complete"
         try:
-            while self.epoch < cfg.epochs and not self._stop:
+            while self.epoch < cfg.epochs and not self._stopping:
                 self._train_epoch()
         except BaseException as exc:
             # a crash (or KeyboardInterrupt outside our handler) keeps the weights as they are
             status = "failed" if not isinstance(exc, KeyboardInterrupt) else "interrupted"
             self._finish(status, error=str(exc).splitlines()[0] if str(exc) else repr(exc))
             raise
-        if self._stop and self.epoch < cfg.epochs:
+        if self._stopping and self.epoch < cfg.epochs:
             status = "interrupted"
         return self._finish(status)
 
     def _finish(self, status: str, error: str | None = None) -> dict:
         record = self._record(status)
-        save_checkpoint(self.run_dir, self.model, record)
+        if self.dist.is_main:
+            save_checkpoint(self.run_dir, self.model, record)
         self._emit({"type": "end", "time": _now(), "status": status, "epoch": self.epoch,
                     "error": error})
         self._status(status, **({"error": error} if error else {}))
         return record
 
     def _train_epoch(self) -> None:
-        cfg, model = self.cfg, self.model
+        cfg, model, dist = self.cfg, self.model, self.dist
         model.train()
-        n_batches = self.train_data.num_batches(cfg.batch_size)
+        n_batches = self.iters_per_epoch
+        bounds = batch_bounds(len(self.train_data), cfg.batch_size, dist.world_size)
+        # Eq. (1)'s "sum" reading sums the pairing term over the global batch (see below)
+        sum_reading = dist.enabled and cfg.reduction == "sum" and self.method.pair is not None
         bar = Progress(n_batches, f"epoch {self.epoch + 1}/{cfg.epochs}", enabled=self.progress)
         t_epoch = t_window = time.perf_counter()
-        seen_window, correct, seen, probe_s = 0, 0, 0, 0.0
-        for i, (x, y) in enumerate(self.train_data.batches(cfg.batch_size, shuffle=True,
-                                                           generator=self.perm_gen)):
-            if self._stop:
+        seen_window, iters_window, correct, seen, probe_s = 0, 0, 0, 0, 0.0
+        for i, (x, y) in enumerate(self.train_data.batches(
+                cfg.batch_size, shuffle=True, generator=self.perm_gen,
+                part=(dist.rank, dist.world_size))):
+            if self._stopping:
                 break
             if self.precision == "bf16":
                 x = x.contiguous(memory_format=torch.channels_last)
@@ -307,33 +391,50 @@ class Trainer:
             if cfg.eps_warmup_iters and cfg.eps is not None:
                 ramp = min(1.0, (self.iteration + 1) / cfg.eps_warmup_iters)
                 step_cfg = dataclasses.replace(cfg, eps=cfg.eps * ramp)
+            share = y.numel() / (bounds[i + 1] - bounds[i])  # of the global batch
+            if sum_reading:  # each rank's sum stands for its share of the global batch's
+                step_cfg = dataclasses.replace(step_cfg, lam=cfg.lam / share)
             with autocast(self.precision, self.device):
-                out = self.method.loss(model, x, y, step_cfg, self.noise_gen)
-            if not torch.isfinite(out.loss):  # a CPU-GPU sync point, but a cheap one
+                out = self.method.loss(self.train_model, x, y, step_cfg, self.noise_gen)
+            finite = bool(torch.isfinite(out.loss))  # a CPU-GPU sync point, but a cheap one
+            # every rank stops, or fails, at the same step: none waits for a missing all-reduce
+            bad, stop = dist.agree(not finite, self._stop)
+            if bad:
+                what = float(out.loss.detach()) if not finite else "non-finite on another rank"
                 raise PPCoreError(
-                    f"the loss became {float(out.loss)} at iteration {self.iteration + 1}: "
-                    f"training diverged; lower the learning rate (now {cfg.lr:g}) or lambda")
+                    f"the loss became {what} at iteration {self.iteration + 1}: training "
+                    f"diverged; lower the learning rate (now {cfg.lr:g}) or lambda")
+            if stop and dist.enabled:
+                self._agreed_stop = True
+                break
             self.opt.zero_grad(set_to_none=True)
-            out.loss.backward()
+            if dist.enabled:
+                # DDP averages the ranks' gradients of their batch means: weighting each by its
+                # share makes that the global batch's mean where the shares differ by an image
+                (out.loss * (share * dist.world_size)).backward()
+            else:
+                out.loss.backward()
             self.opt.step()
             self.sched.step()
             self.iteration += 1
-            seen_window += y.numel()
+            seen_window, iters_window = seen_window + y.numel(), iters_window + 1
             batch_correct = int((out.logits.argmax(1) == y).sum())
             correct, seen = correct + batch_correct, seen + y.numel()
             if self.iteration % cfg.metrics_every == 0 or i == n_batches - 1:
                 now = time.perf_counter()
+                terms = {k: float(v) for k, v in out.terms.items()}
+                if sum_reading:
+                    terms["reg"] /= share
                 row = {"type": "iter", "iter": self.iteration, "epoch": self.epoch,
                        "epoch_progress": self.epoch + (i + 1) / n_batches,
-                       "loss": float(out.loss.detach()), **{k: float(v) for k, v in out.terms.items()},
-                       "train_acc": batch_correct / y.numel(),
-                       "lr": self.opt.param_groups[0]["lr"],
-                       "images_per_s": seen_window / max(now - t_window, 1e-9),
-                       **self._distances(x, y)}
+                       **dist.reduce({"loss": float(out.loss.detach()), **terms,
+                                      "train_acc": batch_correct / y.numel(),
+                                      **self._distances(x, y)}, y.numel(),
+                                     {"images_per_s": seen_window / max(now - t_window, 1e-9)}),
+                       "lr": self.opt.param_groups[0]["lr"]}
                 self._emit(row)
-                self._pick_probe_every((now - t_window) * cfg.batch_size
-                                       / max(seen_window, 1))
-                t_window, seen_window = time.perf_counter(), 0
+                self._pick_probe_every((now - t_window) / max(iters_window, 1))
+                t_window, seen_window, iters_window = time.perf_counter(), 0, 0
                 bar.update(0, f"loss {row['loss']:.3f} d_per {row['d_per']:.2f} "
                               f"d_intra {row['d_intra']:.2f}")
             if (self.probe_every and self.iteration % self.probe_every == 0
@@ -344,23 +445,29 @@ class Trainer:
                 t_window += time.perf_counter() - t_probe  # images/s counts training alone
             bar.update()
         bar.close()
-        if self._stop:
+        if self._stopping:
             return
         if self.device.type == "cuda":
             torch.cuda.synchronize()  # the epoch's kernels are queued, not done, until here
         self.epoch += 1
         # wall time of training alone: the meter's readings are reported on their own
         epoch_time = time.perf_counter() - t_epoch - probe_s
-        test_acc = accuracy(model, self.test_data)
-        last = self._distances(*next(self.train_data.batches(min(len(self.train_data), 500))))
+        x0, y0 = next(self.train_data.batches(min(len(self.train_data), 500),
+                                              part=(dist.rank, dist.world_size)))
+        last = self._distances(x0, y0)
+        red = dist.reduce({"test_acc": accuracy(model, self.test_part), **last},
+                          {"test_acc": len(self.test_part), **{k: y0.numel() for k in last}},
+                          {"correct": correct, "seen": seen})
+        test_acc = red.pop("test_acc")
+        train_acc = red.pop("correct") / max(red.pop("seen"), 1)
         robust = {}
         if self.probe_data is not None:
             robust = {"robust_acc": self._probe(), "probe_time_s": self.probe_time}
             probe_s += self.probe_time
         summary = {"type": "epoch", "epoch": self.epoch, "iter": self.iteration,
-                   "test_acc": test_acc, "train_acc": correct / max(seen, 1),
+                   "test_acc": test_acc, "train_acc": train_acc,
                    "epoch_time_s": epoch_time, "probe_share": probe_s / max(
-                       epoch_time + probe_s, 1e-9), **last, **robust}
+                       epoch_time + probe_s, 1e-9), **red, **robust}
         self.history.append(summary)
         self._emit(summary)
         log.info("epoch %d/%d: test accuracy %.4f, %.1fs", self.epoch, cfg.epochs, test_acc,

@@ -1,5 +1,9 @@
 """Evaluate a checkpoint against the paper's attacks and print the paper's table beside ours.
 
+Under torchrun (e.g. `torchrun --standalone --nproc-per-node 4 -m ppcore eval ...`) each
+process attacks a block of whole batches and the per-example results are gathered, so the
+result is the one-process result (the same random starts per batch).
+
 Suites: whitebox (Tables 1 / 9 / 2), spatial (Table 5), unbounded (Tables 7 / 8: DeepFool and
 C&W-L2; add C&W-Linf with any --attack-param cw_linf.NAME=VALUE), blackbox (Tables 3 / 4 / 10;
 needs --source), autoattack, sanity (section 4.4: Figures 2 and 3, FGSM vs PGD, black-box vs
@@ -94,17 +98,27 @@ class ProgressFile:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .. import distributed
     from ..evaluate import evaluate, render_markdown, save_result
 
-    progress_file = ProgressFile(args.progress)
-    result = evaluate(args.checkpoint, args.suite, limit=args.limit, device=args.device,
-                      eps=args.eps, steps=args.steps, restarts=args.restarts,
-                      batch_size=args.batch_size, seed=args.seed, source=args.source,
-                      dataset=args.dataset,
-                      attack_params=parse_attack_params(args.attack_param),
-                      data_dir=args.data_dir, download=False if args.no_download else None,
-                      progress=not args.no_progress,
-                      progress_callback=progress_file if args.progress else None)
+    attack_params = parse_attack_params(args.attack_param)
+    # under torchrun: each process attacks its block of the test set, rank 0 writes the result
+    dist, device = distributed.setup(args.device)
+    progress_file = ProgressFile(args.progress if dist.is_main else None)
+    try:
+        result = evaluate(args.checkpoint, args.suite, limit=args.limit, device=device,
+                          eps=args.eps, steps=args.steps, restarts=args.restarts,
+                          batch_size=args.batch_size, seed=args.seed, source=args.source,
+                          dataset=args.dataset, attack_params=attack_params,
+                          data_dir=args.data_dir,
+                          download=False if args.no_download else None,
+                          progress=not args.no_progress and dist.is_main,
+                          progress_callback=progress_file if args.progress and dist.is_main
+                          else None)
+    finally:
+        distributed.teardown()
+    if not dist.is_main:
+        return 0
     save_result(result, args.json, args.markdown)
     progress_file.write(1.0, "done")
     sys.stdout.write(render_markdown(result))

@@ -5,9 +5,14 @@ info`). Metrics go to OUT/metrics.jsonl as training runs; the weights and a JSON
 OUT/model.pt and OUT/model.json. Ctrl-C or SIGTERM saves a checkpoint and exits; run the same
 command with --resume to continue from the last finished epoch.
 
-example:
+Under torchrun every process trains its share of each global batch (--batch-size is the
+global batch) with DistributedDataParallel: NCCL on GPUs, gloo on CPUs (--device cpu).
+
+examples:
   python -m ppcore train --dataset mnist --method proposed --lam 10 --xi 0.3 --epochs 1 \\
       --limit-train 2000 --out runs/demo
+  torchrun --standalone --nproc-per-node 4 -m ppcore train --dataset cifar10 --method proposed \\
+      --out runs/cifar-proposed
 """
 
 from __future__ import annotations
@@ -52,7 +57,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="Eq. (1)'s pairing term over the batch: lambda * mean or lambda * sum")
     o = p.add_argument_group("optimisation")
     o.add_argument("--epochs", type=int)
-    o.add_argument("--batch-size", type=int)
+    o.add_argument("--batch-size", type=int,
+                   help="images a step; under torchrun the global batch, shared by the processes")
     o.add_argument("--optimizer", choices=OPTIMIZERS, help="sgd (momentum 0.9) or adam")
     o.add_argument("--lr", type=float, help="initial learning rate")
     o.add_argument("--warmup-iters", type=int, help="linear learning-rate warm-up (iterations)")
@@ -132,14 +138,22 @@ def config_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..device import pick_device
-    from ..train import Trainer
+    from .. import distributed
 
     cfg = config_from_args(args)
-    device = pick_device(args.device)
+    dist, device = distributed.setup(args.device)
+    try:
+        return _train(args, cfg, dist, device)
+    finally:
+        distributed.teardown()
+
+
+def _train(args, cfg, dist, device) -> int:
+    from ..train import Trainer
+
     trainer = Trainer(cfg, args.out, device, data_dir=args.data_dir,
                       download=False if args.no_download else None,
-                      progress=not args.no_progress)
+                      progress=not args.no_progress, dist=dist)
 
     def stop(signum, _frame):
         log.info("%s received: stopping after this step and saving a checkpoint",
