@@ -20,7 +20,7 @@ from torch import nn
 from .config import TrainConfig
 from .data import dataset_info
 from .errors import CheckpointError, PPCoreError
-from .models import build_model, model_spec
+from .models import build_model, check_options, model_spec
 
 FORMAT = "ppcore-checkpoint"
 FORMAT_VERSION = 1
@@ -36,7 +36,6 @@ MAX_UNPACKED_BYTES = 1 << 30
 MAX_COMPRESSION_RATIO = 4
 #: the ranges of the options a model declares (``ModelSpec.options``); an option of a model not
 #: listed here is refused. Mirrors ``models.py`` until ModelSpec carries its own ranges.
-OPTION_RANGES = {"wrn": {"depth": (10, 40), "width": (1, 12)}}
 #: temporary files ``atomic_write_bytes`` leaves when killed mid-write look like ``.NAME.xxxx``
 _TEMP_NAMES = (MODEL_FILE, RECORD_FILE, RESUME_FILE, "status.json", "job.json",
                "job-state.json", "sweep.json")
@@ -155,14 +154,10 @@ def check_model_options(model: str, dataset: str, options: dict) -> None:
     if dataset not in spec.datasets:
         raise CheckpointError(f"model '{model}' is not made for {dataset} (it is for "
                               f"{', '.join(spec.datasets)})")
-    ranges = getattr(spec, "option_ranges", None) or OPTION_RANGES.get(model, {})
-    for key, value in options.items():
-        if key not in spec.options or key not in ranges:
-            raise CheckpointError(f"model '{model}' takes no option '{str(key)[:30]}'")
-        lo, hi = ranges[key]
-        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-            raise CheckpointError(f"model option {key} of '{model}' must be a whole number in "
-                                  f"[{lo}, {hi}], got {str(value)[:20]!r}")
+    try:  # the declared options, types and ranges of models.MODELS
+        check_options(model, options)
+    except PPCoreError as exc:
+        raise CheckpointError(str(exc)[:200]) from None
 
 
 def read_checkpoint(path) -> tuple[dict, dict]:

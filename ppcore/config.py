@@ -139,6 +139,10 @@ def validate(cfg: TrainConfig) -> None:
         raise PPCoreError(f"unknown data set '{cfg.dataset}': choose one of {', '.join(DATASETS)}")
     if cfg.method not in METHODS:
         raise PPCoreError(f"unknown method '{cfg.method}': choose one of {', '.join(METHODS)}")
+    spec = model_spec(cfg.model)
+    if cfg.dataset not in spec.datasets:
+        raise PPCoreError(f"model '{cfg.model}' is not made for {cfg.dataset} (it is for "
+                          f"{', '.join(spec.datasets)})")
     check_options(cfg.model, cfg.model_options)
     method = METHODS[cfg.method]
     for name in method.params:

@@ -119,13 +119,15 @@ def test_a_compressed_bomb_is_refused_before_it_is_unpacked(run):
     assert "\n" not in str(exc.value)
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"width": 20}, "not made for mnist"),
+@pytest.mark.parametrize("dataset, options, message", [
+    ("mnist", {"width": 20}, "not made for mnist"),
+    ("cifar10", {"width": 20}, "option width must be in \\[1, 12\\], got 20"),
+    ("cifar10", {"depth": 1000}, "option depth must be in \\[10, 40\\]"),
 ])
-def test_a_record_asking_for_a_huge_model_is_refused_in_one_line(run, options, message):
+def test_a_record_asking_for_a_huge_model_is_refused_in_one_line(run, dataset, options, message):
     def change(p):
         record = json.loads(p["record"])
-        record["config"].update(model="wrn", model_options=options)
+        record["config"].update(model="wrn", dataset=dataset, model_options=options)
         p["record"] = json.dumps(record)
 
     _rewrite(run, change)

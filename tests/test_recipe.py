@@ -138,8 +138,9 @@ def test_baselines_carry_their_own_papers_recipes():
 
 
 def test_optimizer_and_precision_in_the_record_and_resume_restores_adam(tmp_path):
+    # no milestones: a 1-epoch and a 2-epoch run then share one schedule
     kw = dict(method="normal", optimizer="adam", lr=1e-3, batch_size=50, limit_train=500,
-              limit_test=100, probe_size=0, precision="fp32")
+              limit_test=100, probe_size=0, precision="fp32", lr_milestones=())
     straight, rec = _fit(tmp_path, "straight", epochs=2, **kw)
     assert rec["optimizer"] == "adam" and rec["precision"] == "fp32"
     assert rec["config"]["optimizer"] == "adam" and "adam lr 0.001" in rec["schedule"]

@@ -75,7 +75,7 @@ def test_checkpoint_record_says_how_it_was_made(mnist_small_run):
 
 
 def test_training_is_deterministic_on_cpu(tmp_path):
-    cfg = make_config("mnist", "mnist-net", "proposed", epochs=1, batch_size=20, lr=0.05,
+    cfg = make_config("mnist", "mnist-net", "proposed", epochs=1, batch_size=20, lr=0.01,
                       limit_train=200, limit_test=100, seed=3)
     a = Trainer(cfg, tmp_path / "a", CPU, progress=False)
     a.fit()
@@ -88,7 +88,7 @@ def test_training_is_deterministic_on_cpu(tmp_path):
 def _train_cmd(out: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "ppcore", "train", "--dataset", "mnist", "--method",
             "proposed", "--limit-train", "600", "--limit-test", "100", "--batch-size", "20",
-            "--lr", "0.05", "--epochs", "3", "--no-progress", "--out", str(out), *extra]
+            "--lr", "0.01", "--epochs", "3", "--no-progress", "--out", str(out), *extra]
 
 
 def test_killed_run_resumes_from_its_checkpoint(tmp_path):

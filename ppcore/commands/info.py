@@ -11,6 +11,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     pass
 
 
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, tuple):
+        return "(" + ", ".join(_fmt(x) for x in v) + ")"
+    return str(v)
+
+
 def run(args: argparse.Namespace) -> int:
     from ..data import DATASETS
     from ..methods import METHODS
@@ -21,10 +29,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {d.name:<16} {d.title}, {d.channels}x{d.size}x{d.size}, eval eps {d.eps:.4g}")
     print("models:")
     for m in MODELS.values():
-        print(f"  {m.name:<16} {m.description}")
+        opts = ", ".join(f"{k} ({'/'.join(map(str, o.choices)) if o.choices else f'{o.low}-{o.high}'})"
+                         for k, o in m.options.items())
+        print(f"  {m.name:<16} {m.description}; options: {opts}")
     print("methods (presets per data set):")
     for m in METHODS.values():
         print(f"  {m.name:<24} {m.title}: {m.description}")
         for ds, p in m.presets.items():
-            print(f"  {'':<26}{ds}: " + ", ".join(f"{k}={v:.4g}" for k, v in p.items()))
+            print(f"  {'':<26}{ds}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in p.items()))
     return 0
