@@ -21,6 +21,12 @@ REDUCTIONS = ("mean", "sum")
 #: arithmetic of training: "auto" is bf16 autocast + channels_last where the device does bf16
 #: natively (CPUs with AVX512-BF16 or AMX, GPUs with bf16), fp32 elsewhere
 PRECISIONS = ("auto", "fp32", "bf16")
+#: upper bounds of the settings that size the work of a run (the app's widgets mirror them):
+#: a settings file or a link can never ask for unbounded work
+LIMITS = {"epochs": 1000, "batch_size": 4096, "steps": 1000, "metrics_every": 10_000,
+          "lam": 1e6, "max_trans": 16.0, "lr": 10.0, "weight_decay": 1.0,
+          "warmup_iters": 10_000_000, "eps_warmup_iters": 10_000_000, "probe_size": 10_000,
+          "probe_every": 10_000_000, "seed": 2**31 - 1}
 
 #: defaults that follow the data set where the user says nothing (SGD with momentum and a step
 #: schedule, as the paper; the drop points at 50% and 75% of training are the common choice)
@@ -156,6 +162,10 @@ def validate(cfg: TrainConfig) -> None:
     for f in ("lr", "momentum", "weight_decay", "lr_gamma", "lam", "xi", "eps", "alpha",
               "max_rot", "max_trans", "metric_xi"):
         finite(f, getattr(cfg, f))
+    for name, top in LIMITS.items():
+        v = getattr(cfg, name)
+        if v is not None and not isinstance(v, bool) and isinstance(v, (int, float)) and v > top:
+            raise PPCoreError(f"{name.replace('_', ' ')} must be at most {top:g}, got {v:g}")
     if cfg.epochs < 1:
         raise PPCoreError(f"epochs must be at least 1, got {cfg.epochs}")
     if cfg.batch_size < 2:

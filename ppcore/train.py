@@ -24,7 +24,9 @@ import torch
 from torch import nn
 
 from . import __version__
-from .checkpoint import (RESUME_FILE, atomic_write_bytes, atomic_write_json, save_checkpoint)
+from .runs import process_start
+from .checkpoint import (RESUME_FILE, atomic_write_bytes, atomic_write_json,
+                         remove_stale_temps, save_checkpoint)
 from .config import TrainConfig
 from .attacks.functional import pgd_linf
 from .data import TensorData, batch_bounds, dataset_info
@@ -33,6 +35,7 @@ from .distributed import Dist, current as current_dist, wrap as wrap_ddp
 from .errors import PPCoreError
 from .methods import METHODS
 from .metrics import feature_distances
+from .modes import eval_mode
 from .models import build_model
 from .perturb import linf_sign_noise
 from .progress import Progress
@@ -45,12 +48,10 @@ STATUS_FILE = "status.json"
 
 @torch.no_grad()
 def accuracy(model: nn.Module, data: TensorData, batch_size: int = 1000) -> float:
-    was_training = model.training
-    model.eval()
     correct = 0
-    for x, y in data.batches(batch_size):
-        correct += int((model(x).argmax(1) == y).sum())
-    model.train(was_training)
+    with eval_mode(model):
+        for x, y in data.batches(batch_size):
+            correct += int((model(x).argmax(1) == y).sum())
     return correct / max(len(data), 1)
 
 
@@ -171,7 +172,8 @@ class Trainer:
         if not self.dist.is_main:
             return
         atomic_write_json(self.run_dir / STATUS_FILE, {
-            "status": status, "pid": os.getpid(), "epoch": self.epoch,
+            "status": status, "pid": os.getpid(), "pid_start": process_start(os.getpid()),
+            "epoch": self.epoch,
             "epochs": self.cfg.epochs, "iteration": self.iteration,
             "iterations_per_epoch": self.iters_per_epoch,
             "updated": _now(), **extra})
@@ -281,11 +283,9 @@ class Trainer:
     # -- the loop ------------------------------------------------------------------------------
     @torch.no_grad()
     def _distances(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
-        was_training = self.model.training
-        self.model.eval()
         noisy = linf_sign_noise(x, self.cfg.metric_xi, self.metric_gen)
-        logits = self.model(torch.cat([x, noisy]))
-        self.model.train(was_training)
+        with eval_mode(self.model):
+            logits = self.model(torch.cat([x, noisy]))
         clean, pair = logits.chunk(2)
         return feature_distances(clean, pair, y)
 
@@ -294,19 +294,15 @@ class Trainer:
         eval mode, from the same random start every time (its own generator), so readings are
         comparable along the run and the training's random streams are untouched."""
         t0 = time.perf_counter()
-        was_training = self.model.training
-        self.model.eval()
         eps = self.info.eps
         gen = torch.Generator(device=self.device).manual_seed(12345)
         correct = 0
-        try:
+        with eval_mode(self.model):
             for x, y in self.probe_part.batches(500):  # this rank's share; the sum below
                 x_adv = pgd_linf(self.model, x, y, eps, 2.5 * eps / PROBE_STEPS, PROBE_STEPS,
                                  generator=gen, early_stop=True)
                 with torch.no_grad():
                     correct += int((self.model(x_adv).argmax(1) == y).sum())
-        finally:
-            self.model.train(was_training)
         correct = self.dist.reduce({}, 0, {"correct": correct})["correct"]
         self.probe_time = time.perf_counter() - t0
         return correct / len(self.probe_data)
@@ -334,6 +330,7 @@ class Trainer:
         cfg = self.cfg
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            remove_stale_temps(self.run_dir)  # of a save killed half-way (kill -9)
         resumed = self.try_resume() if resume else False
         if not resumed and self.dist.is_main:
             (self.run_dir / METRICS_FILE).unlink(missing_ok=True)

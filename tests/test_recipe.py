@@ -190,3 +190,10 @@ def test_robustness_meter_is_in_the_metrics_at_every_epoch_end(tmp_path):
     assert [p["iter"] for p in probes] == [0, 10, 30], "start, then every 10 between epoch ends"
     # PGD-10 at eps 0.3 leaves an undefended model far below its clean accuracy
     assert epochs[-1]["robust_acc"] < epochs[-1]["test_acc"]
+
+
+@pytest.mark.parametrize("setting, value", [("epochs", 10**6), ("steps", 20000),
+                                            ("batch_size", 10**6), ("probe_size", 10**6)])
+def test_settings_that_size_the_work_are_bounded_in_the_library(setting, value):
+    with pytest.raises(ppcore.PPCoreError, match=f"{setting.replace('_', ' ')} must be at most"):
+        make_config("mnist", method="pgd_at", **{setting: value})
