@@ -101,3 +101,24 @@ def paper_value(table_key: str | None, row: str | None, column: str) -> float | 
 def source_row(model_name: str) -> str:
     """The black-box tables' row for a source model: ``net-a`` -> ``net_a``."""
     return model_name.replace("-", "_")
+
+
+def paper_std(table_key: str | None, row: str | None, column: str) -> float | None:
+    """The paper's standard deviation over its three runs at ``row`` / ``column``, or None
+    where the table gives none."""
+    if not table_key or not row:
+        return None
+    t = _load().get(table_key)
+    if not isinstance(t, dict) or column not in t.get("columns", []):
+        return None
+    values = (t.get("std") or {}).get(row)
+    if not isinstance(values, list):
+        return None
+    v = values[t["columns"].index(column)]
+    return float(v) if v is not None else None
+
+
+def claim(key: str) -> str | None:
+    """The paper's claim of a figure (``figure1_feature_distances``, ``figure4_lambda_sweep``)."""
+    t = _load().get(key)
+    return t.get("claim") if isinstance(t, dict) else None

@@ -754,3 +754,18 @@ def list_sweeps(roots: list[Path] | None = None) -> list[Sweep]:
             if sw is not None:
                 out.append(sw)
     return out
+
+
+def run_evals(run_dir: Path) -> dict[str, dict]:
+    """A run's own evaluations, ``eval/<name>.json`` -> result, sorted by name (what ``python
+    -m ppcore eval --json`` and scripts/eval_checkpoints.sh wrote; the app's results under
+    ``_evals`` are not read). A file that is not an evaluation result is left out."""
+    base = Path(run_dir) / EVAL_DIR
+    if not base.is_dir():
+        return {}
+    out = {}
+    for f in sorted(base.glob("*.json")):
+        data = _result(f)
+        if data is not None:
+            out[f.stem] = data
+    return out
