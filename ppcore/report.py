@@ -1,146 +1,253 @@
 """``docs/results.md`` from the shipped checkpoints: what ppcore measured beside the paper's figures.
 
-Reads, under a checkpoint root: each run folder's ``model.json`` (the training record),
-``metrics.jsonl`` (d_per / d_intra / d_inter over training) and ``eval/<suite>.json`` (written by
-``python -m ppcore eval --json``); ``MACHINE.json`` (the machine that made them); and a
-hand-written ``docs/results_notes.md`` whose ``<!-- key -->`` sections are placed after the table
-or figure of the same key. Writes the markdown and ``docs/figures/*.png``. Nothing here trains or
-attacks: rerunning the command on the same files reproduces the same output.
+Reads runs through ``ppcore.runs`` (each run folder's ``model.json``, ``status.json``,
+``metrics.jsonl`` and ``eval/<name>.json``, written by ``python -m ppcore eval --json``), the
+paper's numbers through ``ppcore.paper`` only, ``MACHINE.json`` beside the checkpoints, the
+hand-written ``docs/results_notes.md`` (whose ``<!-- key -->`` sections are placed after the
+table or figure of the same key) and the pilots of ``docs/pilots/`` (``ppcore.pilots_report``).
+Writes the markdown and ``docs/figures/*.png``. Nothing here trains or attacks: rerunning the
+command on the same files writes the same bytes.
+
+Every accuracy is shown with its 95% Wilson score interval, computed from the number of test
+images n and the count of correct images in the eval JSON. The paper's figure sits beside a cell
+only where the settings are the paper's: the attack (kind, eps, step size, steps) and the
+training (the method's hyper-parameters, compared with the preset of the paper's row). A cell is
+flagged only where the paper's figure lies outside the cell's interval.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import re
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import paper as P
+from . import runs as R
+
 log = logging.getLogger(__name__)
 
-#: the paper's numbers (accuracies in %, from the paper's text; see /work/shared/reference)
-PAPER: dict = {
-    "table1": {  # MNIST white-box, eps 0.3
-        "columns": ["clean", "fgsm", "ifgsm_40", "pgd_40", "pgd_100"],
-        "time": {"normal": 6, "fgsm_at": 13, "pgd_at": 212, "alp": 290, "proposed": 10,
-                 "ablation1": 10, "ablation2": 10, "ablation3": 10},
-        "rows": {"normal": [99.27, 13.84, 0.39, 0.03, 0.0],
-                 "fgsm_at": [99.45, 93.02, 30.9, 10.02, 2.94],
-                 "pgd_at": [99.28, 96.77, 95.11, 95.7, 94.33],
-                 "alp": [99.22, 97.17, 96.07, 96.48, 95.49],
-                 "proposed": [99.1, 93.89, 89.96, 89.29, 83.48],
-                 "ablation1": [99.32, 33.74, 7.43, 2.54, 0.12],
-                 "ablation2": [99.35, 92.24, 82.18, 65.33, 31.96],
-                 "ablation3": [99.29, 20.58, 1.29, 0.2, 0.0]},
-    },
-    "table9": {  # Fashion-MNIST white-box, eps 0.1
-        "columns": ["clean", "fgsm", "ifgsm_40", "pgd_40", "pgd_100"],
-        "time": {"normal": 13, "fgsm_at": 28, "pgd_at": 230, "proposed": 19},
-        "rows": {"normal": [91.6, 13.37, 0.66, 0.0, 0.0],
-                 "fgsm_at": [92.5, 90.58, 26.04, 16.09, 15.67],
-                 "pgd_at": [87.25, 81.76, 80.68, 79.77, 79.74],
-                 "proposed": [89.007, 70.66, 67.073, 63.687, 63.27]},
-    },
-    "table3": {"rows": {"net_a": {"pgd_at": 96.07, "proposed": 94.95},
-                        "net_b": {"pgd_at": 95.8, "proposed": 94.53}}},
-    "table10": {"rows": {"net_a": {"pgd_at": 84.5, "proposed": 80.64},
-                         "net_b": {"pgd_at": 83.58, "proposed": 77.52}}},
-    "table5": {  # MNIST: clean, PGD-100, spatial grid
-        "columns": ["clean", "pgd_100", "spatial"],
-        "rows": {"normal": [99.27, 0.0, 21.6], "fgsm_at": [99.45, 2.94, 36.04],
-                 "pgd_at": [99.28, 94.33, 34.45], "alp": [99.22, 95.49, 26.14],
-                 "proposed": [99.1, 83.48, 23.25],
-                 "proposed_spatial": [98.75, 0.28, 84.14],
-                 "proposed_noise_spatial": [98.45, 80.54, 75.99]},
-    },
-    "table7": {  # MNIST unbounded
-        "columns": ["deepfool_fooling_rate", "deepfool_mean_l2", "cw_fooling_rate", "cw_mean_l2"],
-        "rows": {"normal": [99.31, 1.5696, 100, 1.4114], "fgsm_at": [99.49, 3.3539, 100, 1.8044],
-                 "pgd_at": [95.21, 12.0685, 100, 3.7438], "proposed": [95.5, 8.5979, 100, 2.6991]},
-    },
-    "figure1": "Normal training on MNIST: d_per > d_intra for the whole run (about 40000 "
-               "iterations). PGD adversarial training: d_per <= d_intra.",
-    "figure4": "PGD accuracy rises with lambda to a peak at lambda = 50 then falls; clean accuracy "
-               "falls as lambda grows; lambda = 10 chosen as the trade-off.",
-}
-
-#: what the issue asks to ship: (dataset prefix, method folder suffix)
-EXPECTED = {
-    "mnist": ["normal", "fgsm_at", "pgd_at", "alp", "proposed", "ablation1", "ablation2",
-              "ablation3", "trades", "fgsm_rs", "proposed_spatial", "proposed_noise_spatial",
-              "net_a", "net_b"],
-    "fashion-mnist": ["normal", "fgsm_at", "pgd_at", "alp", "proposed", "ablation1",
-                      "ablation2", "ablation3", "trades", "fgsm_rs", "net_a", "net_b"],
-}
-#: rows of the white-box tables, in the paper's order, then the methods the paper lacks
-WHITEBOX_ROWS = ["normal", "fgsm_at", "pgd_at", "pgd_at-short", "alp", "proposed", "ablation1",
-                 "ablation2", "ablation3", "trades", "fgsm_rs"]
-FLAG_POINTS = 2.0
-#: Figure 1's runs: the paper's normal and PGD-AT rows, the proposed model (issue 2), and the
-#: cheap adversarial trainings as stand-ins where PGD-AT could not be trained
-FIGURE1_RUNS = ("mnist-normal", "mnist-proposed", "mnist-pgd_at", "mnist-pgd_at-short",
-                "mnist-fgsm_at", "mnist-fgsm_rs")
+#: the two-sided 95% normal quantile of the Wilson score interval
+Z95 = 1.959963984540054
+#: the folders scripts/train_checkpoints.sh makes ("adversarial" is its GPU-sized group)
+EXPECTED = (
+    ["mnist-normal", "mnist-proposed", "mnist-fgsm_at", "fashion-mnist-normal",
+     "fashion-mnist-proposed", "mnist-proposed-seed1", "mnist-proposed-seed2"]
+    + [f"mnist-{m}" for m in ("ablation1", "ablation2", "ablation3", "proposed_spatial",
+                              "proposed_noise_spatial")]
+    + [f"{d}-{s}" for d in ("mnist", "fashion-mnist") for s in ("net_a", "net_b")]
+    + ["fashion-mnist-fgsm_at"]
+    + [f"sweep-mnist-proposed-lam{lam}" for lam in ("0", "0.1", "1", "50", "100")]
+    + ["mnist-pgd_at", "mnist-alp", "mnist-trades", "fashion-mnist-pgd_at"])
+#: Table 1's proposed model over the paper's three seeds
+SEED_RUNS = ("mnist-proposed", "mnist-proposed-seed1", "mnist-proposed-seed2")
+#: the central claim's models: (label, MNIST folder)
+CLAIM_ROWS = (("normal", "mnist-normal"), ("proposed", "mnist-proposed"),
+              ("FGSM-AT", "mnist-fgsm_at"), ("PGD-AT", "mnist-pgd_at"), ("ALP", "mnist-alp"),
+              ("TRADES", "mnist-trades"))
+#: row order of the white-box tables: the paper's, then the methods it lacks
+METHOD_ORDER = ("normal", "fgsm_at", "pgd_at", "alp", "proposed", "ablation1", "ablation2",
+                "ablation3", "trades", "fgsm_rs", "proposed_spatial", "proposed_noise_spatial")
+SWEEP_PREFIX = "sweep-mnist-proposed-lam"
 DATASET_TITLES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
+CIFAR_SCRIPT = "scripts/cifar10_checkpoints.sh"
+TRAIN_SCRIPT = "scripts/train_checkpoints.sh"
 
+
+# -- the numbers: intervals, cells, seeds ---------------------------------------------------------
+
+def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """The Wilson score interval of ``k`` successes in ``n`` trials, as fractions."""
+    if n <= 0 or not 0 <= k <= n:
+        raise ValueError(f"no interval for {k} of {n}")
+    p, z2 = k / n, z * z
+    denom = 1 + z2 / n
+    centre = (p + z2 / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """``k`` of ``n`` test images (correct, or fooled for a fooling rate), with the paper's
+    figure in % where the settings are the paper's."""
+    k: int
+    n: int
+    paper: float | None = None
+
+    @property
+    def value(self) -> float:
+        return 100.0 * self.k / self.n
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        lo, hi = wilson(self.k, self.n)
+        return 100.0 * lo, 100.0 * hi
+
+    @property
+    def differs(self) -> bool:
+        """The paper's figure lies outside the 95% interval."""
+        if self.paper is None:
+            return False
+        lo, hi = self.interval
+        return not lo - 1e-9 <= self.paper <= hi + 1e-9
+
+    @property
+    def agrees(self) -> bool:
+        return self.paper is not None and not self.differs
+
+    def text(self) -> str:
+        lo, hi = self.interval
+        out = f"{self.value:.2f} [{lo:.1f}, {hi:.1f}]"
+        if self.paper is not None:
+            out += f" ({self.paper:g})"
+        return out + (" ⚠" if self.differs else "")
+
+    def sentence(self) -> str:
+        lo, hi = self.interval
+        return f"{self.value:.1f}% [{lo:.1f}, {hi:.1f}] on n = {self.n}"
+
+
+@dataclass(frozen=True)
+class SeedCell:
+    """One column over several seeds: mean ± sample standard deviation, as the paper reports;
+    the interval and the flag are those of all seeds' images pooled."""
+    cells: tuple[Cell, ...]
+    paper: float | None = None
+    paper_std: float | None = None
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(c.value for c in self.cells)
+
+    @property
+    def std(self) -> float | None:
+        return statistics.stdev(c.value for c in self.cells) if len(self.cells) > 1 else None
+
+    @property
+    def pooled(self) -> Cell:
+        return Cell(sum(c.k for c in self.cells), sum(c.n for c in self.cells), self.paper)
+
+    @property
+    def differs(self) -> bool:
+        return self.pooled.differs
+
+    @property
+    def agrees(self) -> bool:
+        return self.pooled.agrees
+
+    def text(self) -> str:
+        lo, hi = self.pooled.interval
+        sd = f" ± {self.std:.2f}" if self.std is not None else ""
+        out = f"{self.mean:.2f}{sd} [{lo:.1f}, {hi:.1f}]"
+        if self.paper is not None:
+            psd = f" ± {self.paper_std:g}" if self.paper_std is not None else ""
+            out += f" ({self.paper:g}{psd})"
+        return out + (" ⚠" if self.differs else "")
+
+    def sentence(self) -> str:
+        lo, hi = self.pooled.interval
+        sd = f" ± {self.std:.1f}" if self.std is not None else ""
+        return (f"{self.mean:.1f}%{sd} over {len(self.cells)} seed(s) [{lo:.1f}, {hi:.1f}] on "
+                f"n = {self.pooled.n}")
+
+
+def _text(cell) -> str:
+    return cell.text() if cell is not None else "–"
+
+
+def _paper_text(v: float | None, std: float | None = None) -> str:
+    if v is None:
+        return "–"
+    return f"{v:g}" + (f" ± {std:g}" if std is not None else "")
+
+
+# -- runs --------------------------------------------------------------------------------------
 
 @dataclass
 class Run:
-    name: str  # folder name, e.g. mnist-proposed
-    path: Path
-    record: dict
-    metrics: list[dict] = field(default_factory=list)
+    info: R.RunInfo
     evals: dict[str, dict] = field(default_factory=dict)
+    metrics: list[dict] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    @property
+    def record(self) -> dict:
+        return self.info.record or {}
 
     @property
     def cfg(self) -> dict:
-        return self.record.get("config", {})
+        return self.info.config or {}
 
     @property
     def dataset(self) -> str:
-        return self.cfg.get("dataset", "")
+        return self.info.dataset or ""
 
     @property
-    def key(self) -> str:
-        """The folder name without its data-set prefix: normal, net_a, pgd_at-short, ..."""
-        prefix = self.dataset + "-"
-        return self.name[len(prefix):] if self.name.startswith(prefix) else self.name
+    def method(self) -> str:
+        return self.info.method or ""
+
+    @property
+    def start(self) -> dict:
+        """The last ``start`` row of metrics.jsonl (device, precision, machine of a run in
+        progress, which has no model.json yet)."""
+        rows = [m for m in self.metrics if m.get("type") == "start"]
+        return rows[-1] if rows else {}
+
+    @property
+    def complete(self) -> bool:
+        return self.info.status == "complete"
+
+    @property
+    def epochs_done(self) -> int:
+        e = self.record.get("epochs_done")
+        return e if isinstance(e, int) else self.info.epoch
+
+    @property
+    def epochs(self) -> int | None:
+        e = self.cfg.get("epochs")
+        return e if isinstance(e, int) else (self.info.epochs or None)
+
+    @property
+    def status_text(self) -> str:
+        if self.complete:
+            return "complete"
+        text = {"running": "still training"}.get(self.info.status, self.info.status)
+        return f"**{text}** ({self.epochs_done}/{self.epochs or '?'} epochs done)"
+
+    @property
+    def epoch_times(self) -> list[float]:
+        t = self.record.get("epoch_times_s")
+        if isinstance(t, list) and t:
+            return [float(v) for v in t if R._finite(v)]
+        return [float(m["epoch_time_s"]) for m in self.metrics
+                if m.get("type") == "epoch" and R._finite(m.get("epoch_time_s"))]
 
     @property
     def epoch_time(self) -> float | None:
-        times = self.record.get("epoch_times_s") or []
-        return sum(times) / len(times) if times else None
+        t = self.epoch_times
+        return sum(t) / len(t) if t else None
 
-
-# -- reading ------------------------------------------------------------------------------------
-def _read_json(path: Path):
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        log.warning("skipping %s: %s", path, exc)
-        return None
+    def recorded(self, key: str) -> str:
+        """A field of the record, else of the start row of a run in progress."""
+        v = self.record.get(key, self.start.get(key, self.cfg.get(key)))
+        return "not recorded" if v is None or v == "" else str(v)
 
 
 def load_runs(root: Path) -> dict[str, Run]:
-    runs: dict[str, Run] = {}
-    for rec_file in sorted(Path(root).glob("*/model.json")):
-        record = _read_json(rec_file)
-        if not isinstance(record, dict) or "config" not in record:
+    out = {}
+    for info in R.list_runs([Path(root)], max_depth=1):
+        if info.status == "damaged":
+            log.warning("skipping damaged run %s: %s", info.path, info.detail)
+            out[info.name] = Run(info)
             continue
-        run = Run(rec_file.parent.name, rec_file.parent, record)
-        mfile = rec_file.parent / "metrics.jsonl"
-        if mfile.is_file():
-            for line in mfile.read_text().splitlines():
-                try:
-                    run.metrics.append(json.loads(line))
-                except ValueError:
-                    pass
-        for efile in sorted((rec_file.parent / "eval").glob("*.json")):
-            data = _read_json(efile)
-            if isinstance(data, dict):
-                run.evals[efile.stem] = data
-        runs[run.name] = run
-    return runs
+        out[info.name] = Run(info, R.run_evals(info.path), R.read_metrics(info.path))
+    return dict(sorted(out.items()))
 
 
 def load_notes(path: Path | None) -> dict[str, str]:
@@ -159,55 +266,132 @@ def load_notes(path: Path | None) -> dict[str, str]:
     return {k: "\n".join(v).strip() for k, v in notes.items() if "\n".join(v).strip()}
 
 
-# -- evaluation JSON access ---------------------------------------------------------------------
-def _norm(name: str) -> str:
-    return re.sub(r"[^a-z0-9]", "", name.lower())
+# -- matching settings with the paper's -------------------------------------------------------
+
+def _close(a, b) -> bool:
+    return R._finite(a) and R._finite(b) and math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9)
 
 
-def eval_value(run: Run | None, suite: str, column: str) -> tuple[float | None, int | None]:
-    """(value, images) for one column of a suite's result; accuracies in %. Accepts the eval
-    JSON's ``results`` as a list of rows with a ``name``/``attack`` key or as a mapping."""
-    if run is None or suite not in run.evals:
-        return None, None
-    data = run.evals[suite]
-    n = data.get("images") or data.get("n") or data.get("limit")
-    want = _norm(column)
-    for row in _result_rows(data):
-        names = [row.get(k) for k in ("key", "name", "attack", "id", "column") if row.get(k)]
-        if any(_norm(str(x)) == want for x in names):
-            for k in ("value", "accuracy", "acc", "robust_accuracy", "measured"):
-                if isinstance(row.get(k), (int, float)):
-                    v = float(row[k])
-                    if k != "value" and v <= 1.0 and not row.get("percent"):
-                        v *= 100.0
-                    return v, row.get("images", n)
-    return None, n
+def paper_row(run: Run | None, table_key: str | None) -> str | None:
+    """The row of ``table_key`` that ``run`` was trained as: the paper's method on the data
+    set's own network, with the hyper-parameters of the paper's row (the method's preset).
+    None otherwise, e.g. a λ-sweep point or a shortened PGD-AT."""
+    from .config import DEFAULT_MODEL
+    from .methods import METHOD_PARAMS, METHODS, preset
+
+    if run is None or not table_key or run.method not in METHODS:
+        return None
+    if run.cfg.get("model") != DEFAULT_MODEL.get(run.dataset):
+        return None
+    row = P.row_key(table_key, run.method)
+    if row is None:
+        return None
+    for k, v in preset(run.method, run.dataset).items():
+        if k in METHOD_PARAMS and v is not None and not _close(run.cfg.get(k), v):
+            return None
+    return row
 
 
-def _result_rows(data: dict) -> list[dict]:
-    res = data.get("results", data.get("rows", []))
-    if isinstance(res, dict):
-        return [dict(v, key=k) if isinstance(v, dict) else {"key": k, "value": v}
-                for k, v in res.items()]
-    return [r for r in res if isinstance(r, dict)]
+def _steps_of(column: str) -> int | None:
+    m = re.fullmatch(r"(?:pgd|ifgsm)_(\d+)", column)
+    return int(m.group(1)) if m else None
+
+
+def attack_matches(row: dict, dataset: str, column: str) -> bool:
+    """Whether an eval row's attack is the paper's for ``column``: kind, eps, step, steps."""
+    s = P.attack_settings(dataset)
+    params = row.get("params") or {}
+    eps_ok = _close(params.get("eps"), s["eps"])
+    if column == "clean":
+        return row.get("attack") is None
+    if column == "fgsm":
+        return eps_ok and params.get("base", "fgsm") == "fgsm" and (
+            row.get("attack") == "transfer" or params.get("steps") is None)
+    k = _steps_of(column)
+    if column.startswith("ifgsm_"):
+        return eps_ok and params.get("steps") == k
+    if column.startswith("pgd_"):
+        return eps_ok and params.get("steps") == k and _close(params.get("alpha"),
+                                                               s["pgd_step"])
+    if column == "spatial_grid":
+        sp = (P.table(P.SPATIAL_TABLE.get(dataset, "")) or {}).get("spatial", {})
+        return (_close(params.get("max_rot"), sp.get("max_rotation_deg"))
+                and _close(params.get("max_trans"), sp.get("max_translation_px")))
+    t = P.table(P.UNBOUNDED_TABLE.get(dataset, "")) or {}
+    if column == "deepfool":
+        return params.get("steps") == (t.get("deepfool") or {}).get("steps")
+    if column == "cw":
+        cw = t.get("cw") or {}
+        return (params.get("steps") == cw.get("iterations")
+                and params.get("search_steps") == cw.get("binary_search_steps"))
+    return False
+
+
+def eval_row(data: dict | None, key: str) -> dict | None:
+    if not isinstance(data, dict):
+        return None
+    return next((r for r in data.get("rows", []) if isinstance(r, dict) and r.get("key") == key),
+                None)
+
+
+def eval_cell(data: dict | None, key: str, paper: float | None = None, *,
+              fooled: bool = False) -> Cell | None:
+    """The count behind one eval row's accuracy (or fooling rate) on the eval's n images."""
+    row = eval_row(data, key)
+    n = data.get("images") if isinstance(data, dict) else None
+    acc = (row or {}).get("metrics", {}).get("accuracy", (row or {}).get("accuracy"))
+    if row is None or not isinstance(n, int) or n <= 0 or not R._finite(acc):
+        return None
+    correct = min(max(round(acc * n / 100.0), 0), n)
+    return Cell(n - correct if fooled else correct, n, paper)
+
+
+def whitebox_cell(run: Run | None, table_key: str, column: str, suite: str = "whitebox",
+                  key: str | None = None) -> Cell | None:
+    """A run's cell of ``column`` with the paper's figure only where both the training and the
+    attack settings are the paper row's."""
+    if run is None:
+        return None
+    data = run.evals.get(suite)
+    row = eval_row(data, key or column)
+    if row is None:
+        return None
+    prow = paper_row(run, table_key)
+    pv = P.paper_value(table_key, prow, column) if (
+        prow and attack_matches(row, run.dataset, column)) else None
+    return eval_cell(data, key or column, pv)
+
+
+def seed_cell(runs: list[Run], table_key: str, column: str, suite: str = "whitebox",
+              key: str | None = None) -> SeedCell | None:
+    cells = [whitebox_cell(r, table_key, column, suite, key) for r in runs]
+    cells = [c for c in cells if c is not None]
+    if not cells:
+        return None
+    papers = {c.paper for c in cells}
+    pv = papers.pop() if len(papers) == 1 else None
+    row = paper_row(runs[0], table_key)
+    return SeedCell(tuple(cells), pv, P.paper_std(table_key, row, column) if pv is not None
+                    else None)
+
+
+def verdict(cells) -> str:
+    """'reproduced' only when every cell that has a paper figure agrees within its interval."""
+    with_paper = [c for c in cells if c is not None and c.paper is not None]
+    if all(c is None for c in cells):
+        return "not evaluated"
+    if not with_paper:
+        return "no paper figure at these settings"
+    bad = sum(c.differs for c in with_paper)
+    if bad == 0:
+        return f"reproduced ({len(with_paper)}/{len(with_paper)} cells within their interval)"
+    return f"differs in {bad} of {len(with_paper)} cells"
 
 
 # -- formatting ---------------------------------------------------------------------------------
+
 def _fmt(v: float | None, digits: int = 2) -> str:
     return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
-
-
-def _cell(measured: float | None, paper: float | None, digits: int = 2) -> str:
-    """'measured (paper)', flagged where they differ by more than FLAG_POINTS."""
-    if measured is None:
-        return f"– ({_fmt(paper, digits)})" if paper is not None else "–"
-    if paper is None:
-        return _fmt(measured, digits)
-    diff = measured - paper
-    text = f"{_fmt(measured, digits)} ({_fmt(paper, digits)})"
-    if abs(diff) > FLAG_POINTS:
-        text += f" **{diff:+.1f}** ⚠"
-    return text
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -216,37 +400,54 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(out)
 
 
-def _row_label(run: Run) -> str:
-    name = run.cfg.get("name") or run.key
-    return f"`{run.name}`" + ("" if name == run.key else f" ({name})")
+def _label(run: Run) -> str:
+    name = run.cfg.get("name") or ""
+    return f"`{run.name}`" + (f" ({name})" if name else "") + (
+        "" if run.complete else f" — {run.status_text}")
 
 
-def _paper_key(key: str) -> str:
-    """pgd_at-short is compared with the paper's PGD-AT cell; flagged as a shorter schedule."""
-    return "pgd_at" if key == "pgd_at-short" else key
+def train_command(folder: str) -> str:
+    from .methods import METHODS
+
+    method = next((m for m in sorted(METHODS, key=len, reverse=True)
+                   if folder.endswith("-" + m)), None)
+    group = "adversarial" if method and METHODS[method].adversarial else "paper"
+    return f"`{TRAIN_SCRIPT} {group}`"
 
 
-def _images_note(runs: list[Run], suite: str) -> str:
-    ns = sorted({eval_value(r, suite, "clean")[1] or r.evals.get(suite, {}).get("images")
-                 for r in runs if suite in r.evals} - {None})
-    return ", ".join(str(n) for n in ns) if ns else "–"
+def _finite(v) -> bool:
+    return R._finite(v)
 
 
-# -- the sections -------------------------------------------------------------------------------
+def _mean(rows: list[dict], key: str) -> float:
+    vals = [m[key] for m in rows if _finite(m.get(key))]
+    return sum(vals) / len(vals) if vals else float("nan")
+
+
+def _pyplot():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+# -- the report ---------------------------------------------------------------------------------
+
 class Report:
-    def __init__(self, root: Path, out: Path, notes: Path | None, command: str):
+    def __init__(self, root: Path, out: Path, notes: Path | None, command: str,
+                 pilots: Path | None):
         self.root, self.out = Path(root), Path(out)
         self.fig_dir = self.out.parent / "figures"
         self.runs = load_runs(self.root)
         self.notes = load_notes(notes)
-        self.machine = _read_json(self.root / "MACHINE.json") if (
-            self.root / "MACHINE.json").is_file() else None
+        self.pilots = pilots
+        self.machine = R.read_json(self.root / "MACHINE.json")
         self.command = command
         self.parts: list[str] = []
 
-    # helpers
     def run(self, name: str) -> Run | None:
-        return self.runs.get(name)
+        r = self.runs.get(name)
+        return r if r is not None and r.info.status != "damaged" else None
 
     def machine_text(self) -> str:
         m = self.machine or {}
@@ -266,216 +467,421 @@ class Report:
     def add(self, text: str) -> None:
         self.parts.append(text)
 
-    # sections
+    def seeds(self) -> list[Run]:
+        return [r for r in (self.run(n) for n in SEED_RUNS)
+                if r is not None and "whitebox" in r.evals]
+
     def build(self) -> str:
-        self.add("# Reproduced results\n\n"
-                 f"Generated by `{self.command}` from the checkpoints under `{self.root.as_posix()}/` "
-                 "(their `model.json`, `metrics.jsonl` and `eval/*.json`) and the hand-written "
-                 "`docs/results_notes.md`. Do not edit this file by hand: edit the notes and rerun "
-                 f"the command.\n\n{self.machine_text()}.")
+        self.add(
+            "# Reproduced results\n\n"
+            f"Generated by `{self.command}` from the checkpoints under `{self.root.as_posix()}/` "
+            "(their `model.json`, `status.json`, `metrics.jsonl` and `eval/*.json`), the paper's "
+            "numbers in `ppcore/paper_tables.json` and the hand-written `docs/results_notes.md`. "
+            "Do not edit this file by hand: edit the notes and rerun the command.\n\n"
+            "**How to read a cell.** `measured [low, high] (paper)`, accuracies in %: `[low, "
+            "high]` is the 95% **Wilson score interval** of the count of correct test images out "
+            "of the n evaluated (given with each table), so it says how far the measurement "
+            "alone can move. The paper's figure appears only where the settings are the "
+            "paper's row's: the same attack, eps, step size and steps, and a model trained with "
+            "the method's hyper-parameters of that row (a λ-sweep point or a shortened schedule "
+            "gets none). ⚠ marks a cell whose interval does not contain the paper's figure; "
+            "nothing is called reproduced unless all its cells agree within their intervals. A "
+            "model trained for fewer iterations than the paper's is a different model: its "
+            f"numbers are not bounds on the paper's.\n\n{self.machine_text()}.")
         self.note("intro")
+        self.headline()
+        self.central_claim()
         self.checkpoints_section()
-        self.whitebox("table1", "mnist", "Table 1 — MNIST, white-box, l-inf eps = 0.3")
-        self.whitebox("table9", "fashion-mnist", "Table 9 — Fashion-MNIST, white-box, l-inf eps = 0.1")
-        self.blackbox("table3", "mnist", "Table 3 — MNIST, black-box FGSM (eps = 0.3)")
-        self.blackbox("table10", "fashion-mnist",
-                      "Table 10 — Fashion-MNIST, black-box FGSM (eps = 0.1)")
+        self.whitebox("mnist")
+        self.whitebox("fashion-mnist")
+        self.blackbox("mnist")
+        self.blackbox("fashion-mnist")
         self.spatial()
         self.unbounded()
         self.figure1()
+        self.meter()
         self.sanity()
         self.figure4()
-        self.timing()
         self.cifar()
+        self.pilots_section()
         self.reproduce()
         return "\n\n".join(p.rstrip() for p in self.parts if p.strip()) + "\n"
 
+    # -- headline and the central claim ------------------------------------------------------
+    def _claim_cells(self, folder: str):
+        """(clean, PGD-100, AutoAttack) cells of one central-claim model; the proposed model is
+        the mean over its seeds."""
+        table = P.WHITEBOX_TABLE["mnist"]
+        if folder == "mnist-proposed" and self.seeds():
+            seeds = self.seeds()
+            return (seed_cell(seeds, table, "clean"), seed_cell(seeds, table, "pgd_100"),
+                    seed_cell(seeds, table, "autoattack", "autoattack"))
+        run = self.run(folder)
+        return (whitebox_cell(run, table, "clean"), whitebox_cell(run, table, "pgd_100"),
+                whitebox_cell(run, table, "autoattack", "autoattack"))
+
+    def headline(self) -> None:
+        bullets = []
+        for label, folder in CLAIM_ROWS:
+            run = self.run(folder)
+            if run is None:
+                bullets.append(f"* **{label}**: no checkpoint (train it with "
+                               f"{train_command(folder)}).")
+                continue
+            clean, pgd, aa = self._claim_cells(folder)
+            if clean is None and pgd is None:
+                bullets.append(f"* **{label}** (`{folder}`, {run.status_text}): not evaluated.")
+                continue
+            parts = []
+            for what, c in (("clean", clean), ("PGD-100", pgd), ("AutoAttack", aa)):
+                if c is not None:
+                    paper = f" (paper {c.paper:g})" if c.paper is not None else ""
+                    parts.append(f"{what} {c.sentence()}{paper}")
+            bullets.append(f"* **{label}** (`{folder}`, {run.status_text}): " + "; ".join(parts)
+                           + f" — {verdict([clean, pgd])}.")
+        self.add("## Headline numbers (generated)\n\nMNIST, ε = 0.3, each with its 95% Wilson "
+                 "interval and its number of test images n.\n\n" + "\n".join(bullets))
+
+    def central_claim(self) -> None:
+        table = P.WHITEBOX_TABLE["mnist"]
+        base = self.run("mnist-normal")
+        base_t = base.epoch_time if base else None
+        p_base = P.paper_value(table, "normal", "time_per_epoch_s")
+        rows, missing = [], []
+        for label, folder in CLAIM_ROWS:
+            run = self.run(folder)
+            prow = P.row_key(table, folder.split("-", 1)[1])
+            p_t = P.paper_value(table, prow, "time_per_epoch_s")
+            p_ratio = _fmt(p_t / p_base, 1) if p_t and p_base else "–"
+            if run is None:
+                missing.append(f"`{folder}`")
+                rows.append([label, f"missing — {train_command(folder)}"]
+                            + [f"– ({_paper_text(P.paper_value(table, prow, c))})"
+                               for c in ("clean", "pgd_100")]
+                            + ["–", "–", "–", _paper_text(p_t), p_ratio, "–"])
+                continue
+            clean, pgd, aa = self._claim_cells(folder)
+            group = self.seeds() if folder == "mnist-proposed" and self.seeds() else [run]
+            times = [t for r in group for t in r.epoch_times]
+            t = sum(times) / len(times) if times else None
+            runs_text = ", ".join(_label(r) for r in group)
+            machines = sorted({r.recorded("machine") for r in group})
+            rows.append([label, runs_text, _text(clean), _text(pgd), _text(aa), _fmt(t, 1),
+                         _fmt(t / base_t, 2) if t and base_t else "–", _paper_text(p_t),
+                         p_ratio, "; ".join(machines)])
+        text = ("## The paper's central claim (MNIST, Table 1)\n\nThe proposed regulariser "
+                "buys much of adversarial training's robustness at a fraction of its cost. "
+                "Accuracy in % with the 95% Wilson interval and `(paper)`; AutoAttack is not in "
+                "the paper. The proposed model is the mean ± standard deviation over "
+                f"{self._seed_words()}; its interval pools the seeds' images. Time per epoch: "
+                "the mean of the record's `epoch_times_s` (training alone), on the machine the "
+                "record names; the paper's times are one NVIDIA TITAN X's.\n\n"
+                + _table(["model", "run(s)", "clean %", "PGD-100 %", "AutoAttack %",
+                          "s / epoch here", "ratio to normal", "paper s / epoch",
+                          "paper ratio", "machine"], rows))
+        if missing:
+            text += ("\n\n**Missing:** " + ", ".join(missing) + ". The adversarially trained "
+                     f"baselines come from `{TRAIN_SCRIPT} adversarial` (their own papers' "
+                     "recipes: a GPU job).")
+        self.add(text)
+        self.note("claim")
+        self.note("timing")
+
+    def _seed_words(self) -> str:
+        seeds = self.seeds()
+        if len(seeds) == len(SEED_RUNS):
+            return f"the paper's {len(SEED_RUNS)} seeds"
+        return (f"{len(seeds)} of the paper's {len(SEED_RUNS)} seeds (only {len(seeds)} "
+                f"evaluated so far)")
+
+    # -- checkpoints --------------------------------------------------------------------------
     def checkpoints_section(self) -> None:
+        from .methods import METHOD_PARAMS
+
         rows = []
         for run in sorted(self.runs.values(), key=lambda r: (r.dataset, r.name)):
+            if run.info.status == "damaged":
+                rows.append([f"`{run.name}`", "damaged: " + run.info.detail] + ["–"] * 12)
+                continue
             cfg, rec = run.cfg, run.record
+            hp = ", ".join(f"{k}={cfg[k]:g}" for k in METHOD_PARAMS if _finite(cfg.get(k)))
             acc = (rec.get("final_metrics") or {}).get("test_acc")
-            hp = ", ".join(f"{k}={cfg[k]:g}" for k in ("lam", "xi", "eps", "alpha", "steps",
-                                                       "max_rot", "max_trans")
-                           if cfg.get(k) is not None)
-            rows.append([f"`{run.name}`", cfg.get("name") or cfg.get("method", ""),
-                         cfg.get("model", ""), hp or "–", f"{cfg.get('lr', 0):g}",
-                         f"{rec.get('epochs_done', '?')}/{cfg.get('epochs', '?')}",
-                         str(rec.get("train_images", "?")),
-                         _fmt(acc * 100 if acc is not None else None),
-                         f"{rec.get('test_images', '?')}", rec.get("status", "?")])
-        self.add("## Checkpoints\n\nEvery folder under `checkpoints/` holds `model.pt`, "
-                 "`model.json` (the full training record: settings, per-epoch times, note) and "
-                 "`metrics.jsonl`; `eval/<suite>.json` holds its evaluation results.\n\n"
-                 + _table(["folder", "method (name)", "model", "hyper-parameters", "lr", "epochs",
-                           "train images", "test acc. %", "test images", "status"], rows))
-        missing = []
-        for ds, keys in EXPECTED.items():
-            for k in keys:
-                if f"{ds}-{k}" not in self.runs:
-                    missing.append(f"`{ds}-{k}`")
+            n = rec.get("test_images")
+            acc_cell = (Cell(round(acc * n), n).text() if _finite(acc) and isinstance(n, int)
+                        and n > 0 else "–")
+            t = run.epoch_time
+            rows.append([f"`{run.name}`", cfg.get("method", "?") + (
+                f" ({cfg['name']})" if cfg.get("name") else ""), cfg.get("model", "?"),
+                hp or "–", run.status_text, f"{run.epochs_done}/{run.epochs or '?'}",
+                str(rec.get("iterations", run.info.iteration)), run.recorded("precision"),
+                run.recorded("optimizer"), run.recorded("schedule"), str(cfg.get("seed", "?")),
+                _fmt(t, 1), run.recorded("machine"), acc_cell])
+        text = ("## Checkpoints\n\nEvery folder under `checkpoints/` holds `model.pt`, "
+                "`model.json` (the training record), `metrics.jsonl` and `status.json`; "
+                "`eval/<suite>.json` holds its evaluations. Each record's precision, optimiser, "
+                "schedule, iterations, seed and wall time per epoch (the mean of "
+                "`epoch_times_s`, training alone) as it records them; a run still training shows "
+                "the epochs it has done. Test accuracy is on the record's test images.\n\n"
+                + _table(["folder", "method (name)", "model", "hyper-parameters", "status",
+                          "epochs", "iterations", "precision", "optimizer", "schedule", "seed",
+                          "s / epoch", "machine", "test acc. % [95% CI]"], rows))
+        missing = [f for f in EXPECTED if f not in self.runs]
         if missing:
-            self.add("**Missing checkpoints** (asked for, not shipped): " + ", ".join(missing)
-                     + ".")
+            adv = [f"`{f}`" for f in missing if "adversarial" in train_command(f)]
+            rest = [f"`{f}`" for f in missing if "adversarial" not in train_command(f)]
+            text += "\n\n**Missing checkpoints:**"
+            if rest:
+                text += f" {', '.join(rest)} (`{TRAIN_SCRIPT} paper`)"
+            if adv:
+                text += (";" if rest else "") + f" {', '.join(adv)} (`{TRAIN_SCRIPT} adversarial`)"
+            text += "."
+        self.add(text)
         self.note("checkpoints")
 
-    def whitebox(self, table: str, ds: str, title: str) -> None:
-        paper = PAPER[table]
-        cols = paper["columns"]
-        runs = [self.run(f"{ds}-{k}") for k in WHITEBOX_ROWS]
-        runs = [r for r in runs if r is not None]
-        header = ["method"] + cols + ["AutoAttack (not in paper)"]
-        rows = []
-        for run in runs:
-            p = paper["rows"].get(_paper_key(run.key))
-            cells = [_cell(eval_value(run, "whitebox", c)[0], p[i] if p else None)
-                     for i, c in enumerate(cols)]
-            aa = eval_value(run, "autoattack", "autoattack")[0]
-            rows.append([_row_label(run)] + cells + [_fmt(aa)])
-        for key, p in paper["rows"].items():  # the paper's rows we have no model for
-            if not any(_paper_key(r.key) == key for r in runs):
-                rows.append([f"{key} (not trained)"] + [f"– ({_fmt(v)})" for v in p] + ["–"])
-        self.add(f"## {title}\n\nAccuracy in %, `measured (paper)`; **bold ±x.x** ⚠ marks a "
-                 f"cell more than {FLAG_POINTS:g} points from the paper's. Test images "
-                 f"evaluated: {_images_note(runs, 'whitebox')} (white-box), "
-                 f"{_images_note(runs, 'autoattack')} (AutoAttack).\n\n" + _table(header, rows))
-        self.note(table)
+    # -- the tables ----------------------------------------------------------------------------
+    def _table_runs(self, ds: str) -> list[Run]:
+        from .config import DEFAULT_MODEL
 
-    def blackbox(self, table: str, ds: str, title: str) -> None:
-        paper = PAPER[table]["rows"]
-        targets = [("pgd_at", self.run(f"{ds}-pgd_at") or self.run(f"{ds}-pgd_at-short")),
-                   ("proposed", self.run(f"{ds}-proposed"))]
-        header = ["source"] + [f"target {r.name if r else t + ' (not trained)'}"
-                               for t, r in targets]
+        runs = [r for r in self.runs.values() if r.info.status != "damaged" and
+                r.dataset == ds and not r.name.startswith("sweep-") and
+                r.cfg.get("model") == DEFAULT_MODEL.get(ds)]
+        order = {m: i for i, m in enumerate(METHOD_ORDER)}
+        return sorted(runs, key=lambda r: (order.get(r.method, len(order)), r.name))
+
+    def whitebox(self, ds: str) -> None:
+        table = P.WHITEBOX_TABLE[ds]
+        t = P.table(table) or {}
+        cols = [c for c in t.get("columns", []) if c != "time_per_epoch_s"]
+        num = {"mnist": "1", "fashion-mnist": "9"}[ds]
+        eps = P.attack_settings(ds)["eps"]
+        rows, ns, runs = [], set(), self._table_runs(ds)
+        for run in runs:
+            cells = [whitebox_cell(run, table, c) for c in cols]
+            aa = whitebox_cell(run, table, "autoattack", "autoattack")
+            for suite in ("whitebox", "autoattack"):
+                if suite in run.evals:
+                    ns.add((suite, run.evals[suite].get("images")))
+            rows.append([_label(run)] + [_text(c) for c in cells] + [_text(aa),
+                                                                      verdict(cells)])
+        seeds = self.seeds() if ds == "mnist" else []
+        if len(seeds) > 1:
+            cells = [seed_cell(seeds, table, c) for c in cols]
+            aa = seed_cell(seeds, table, "autoattack", "autoattack")
+            rows.append([f"**proposed, mean ± std over {len(seeds)} seeds**"]
+                        + [_text(c) for c in cells] + [_text(aa), verdict(cells)])
+        have = {paper_row(r, table) for r in runs}
+        for key, vals in (t.get("rows") or {}).items():
+            if key not in have:
+                folder = f"{ds}-{key.split('_l')[0] if key.startswith('ablation') else key}"
+                rows.append([f"{key}: no run at the paper's settings ({train_command(folder)})"]
+                            + [f"– ({v:g})" for v in vals[:len(cols)]] + ["–", "–"])
+        wb = sorted({n for s, n in ns if s == "whitebox" and n})
+        aa_n = sorted({n for s, n in ns if s == "autoattack" and n})
+        header = ["method"] + [c.replace("_", "-").upper() if c != "clean" else "clean"
+                               for c in cols] + ["AutoAttack", "verdict"]
+        self.add(f"## Table {num} — {DATASET_TITLES[ds]}, white-box, l-inf eps = {eps:g}\n\n"
+                 "Accuracy in %, `measured [95% Wilson interval] (paper)`. Test images: n = "
+                 f"{', '.join(map(str, wb)) or '–'} (white-box), "
+                 f"{', '.join(map(str, aa_n)) or '–'} (AutoAttack).\n\n" + _table(header, rows))
+        self.note(f"table{num}")
+
+    def blackbox(self, ds: str) -> None:
+        table = P.BLACKBOX_TABLE[ds]
+        num = {"mnist": "3", "fashion-mnist": "10"}[ds]
+        eps = P.attack_settings(ds)["eps"]
+        wb = P.WHITEBOX_TABLE[ds]
+        targets = [r for r in self._table_runs(ds)
+                   if any(e.get("suite") == "blackbox" for e in r.evals.values())]
         rows, ns = [], set()
-        for src in ("net_a", "net_b"):
+        sources = sorted({(e.get("source") or {}).get("model") or "?" for r in targets
+                          for e in r.evals.values() if e.get("suite") == "blackbox"})
+        for src in sources:
             cells = []
-            for t, target in targets:
-                v, n = (None, None)
-                if target is not None:
-                    suite = f"blackbox-{ds}-{src}"
-                    v, n = eval_value(target, suite, "fgsm")
-                    if v is None:
-                        v, n = eval_value(target, f"blackbox-{src}", "fgsm")
-                ns.add(n)
-                cells.append(_cell(v, paper[src][t]))
-            rows.append([f"`{ds}-{src}`"] + cells)
+            for target in targets:
+                cell = None
+                for data in target.evals.values():
+                    s = data.get("source") or {}
+                    if data.get("suite") != "blackbox" or (s.get("model") or "?") != src:
+                        continue
+                    trow = paper_row(target, wb)
+                    ok = (s.get("method") == "normal" and trow in ("pgd_at", "proposed")
+                          and attack_matches(eval_row(data, "fgsm") or {}, ds, "fgsm"))
+                    pv = P.paper_value(table, P.source_row(src), f"target_{trow}") if ok else None
+                    cell = eval_cell(data, "fgsm", pv)
+                    ns.add(data.get("images"))
+                cells.append(_text(cell))
+            rows.append([f"{src}"] + cells)
+        if not rows:
+            self.add(f"## Table {num} — {DATASET_TITLES[ds]}, black-box FGSM (eps = {eps:g})\n\n"
+                     "No black-box evaluations found (`scripts/eval_checkpoints.sh blackbox`).")
+            self.note(f"table{num}")
+            return
         ns.discard(None)
-        self.add(f"## {title}\n\nAccuracy in % of the target on FGSM examples crafted on the "
-                 f"source, `measured (paper)`. Test images: "
-                 f"{', '.join(map(str, sorted(ns))) or '–'}.\n\n" + _table(header, rows))
-        self.note(table)
+        self.add(f"## Table {num} — {DATASET_TITLES[ds]}, black-box FGSM (eps = {eps:g})\n\n"
+                 "Accuracy in % of the target on FGSM examples crafted on the (normally "
+                 "trained) source, `measured [95% Wilson interval] (paper)`. Test images: n = "
+                 f"{', '.join(map(str, sorted(ns))) or '–'}.\n\n"
+                 + _table(["source"] + [f"target {_label(t)}" for t in targets], rows))
+        self.note(f"table{num}")
 
     def spatial(self) -> None:
-        paper = PAPER["table5"]
-        keys = ["normal", "fgsm_at", "pgd_at", "pgd_at-short", "alp", "proposed",
-                "proposed_spatial", "proposed_noise_spatial"]
-        rows, runs = [], []
-        for k in keys:
-            run = self.run(f"mnist-{k}")
-            p = paper["rows"].get(_paper_key(k))
-            if run is None:
-                if k != "pgd_at-short" and p:
-                    rows.append([f"{k} (not trained)"] + [f"– ({_fmt(v)})" for v in p])
+        table = P.SPATIAL_TABLE["mnist"]
+        t = P.table(table) or {}
+        rows, ns, have = [], set(), set()
+        for run in self._table_runs("mnist"):
+            data = run.evals.get("spatial")
+            if data is None:
                 continue
-            runs.append(run)
-            clean = eval_value(run, "spatial", "clean")[0]
-            if clean is None:
-                clean = eval_value(run, "whitebox", "clean")[0]
-            pgd = eval_value(run, "spatial", "pgd_100")[0]
-            if pgd is None:
-                pgd = eval_value(run, "whitebox", "pgd_100")[0]
-            sp = eval_value(run, "spatial", "spatial")[0]
-            if sp is None:
-                sp = eval_value(run, "spatial", "spatial_grid")[0]
-            rows.append([_row_label(run)] + [_cell(v, p[i] if p else None)
-                                             for i, v in enumerate((clean, pgd, sp))])
-        self.add("## Table 5 — MNIST, spatial attack (grid over rotation ±30°, translation ±3 px)"
-                 f"\n\nAccuracy in %, `measured (paper)`. Test images (spatial): "
-                 f"{_images_note(runs, 'spatial')}.\n\n"
-                 + _table(["method", "clean", "PGD-100", "spatial grid"], rows))
+            ns.add(data.get("images"))
+            have.add(paper_row(run, table))
+            cells = [whitebox_cell(run, table, c, "spatial") for c in t["columns"]]
+            rows.append([_label(run)] + [_text(c) for c in cells] + [verdict(cells)])
+        for key, vals in (t.get("rows") or {}).items():
+            if key not in have:
+                rows.append([f"{key}: not evaluated"] + [f"– ({v:g})" for v in vals] + ["–"])
+        ns.discard(None)
+        sp = t.get("spatial", {})
+        self.add(f"## Table 5 — MNIST, spatial attack (grid over rotation "
+                 f"±{sp.get('max_rotation_deg', '?')}°, translation "
+                 f"±{sp.get('max_translation_px', '?')} px)\n\nAccuracy in %, `measured [95% "
+                 f"Wilson interval] (paper)`. Test images: n = "
+                 f"{', '.join(map(str, sorted(ns))) or '–'}.\n\n"
+                 + _table(["method", "clean", "PGD-100", "spatial grid", "verdict"], rows))
         self.note("table5")
 
     def unbounded(self) -> None:
-        paper = PAPER["table7"]
-        rows, runs = [], []
-        for k in ("normal", "fgsm_at", "pgd_at", "pgd_at-short", "proposed"):
-            run = self.run(f"mnist-{k}")
-            p = paper["rows"].get(_paper_key(k))
-            if run is None:
-                if k != "pgd_at-short":
-                    rows.append([f"{k} (not trained)"] + [
-                        f"– ({_fmt(v, 2 if i % 2 == 0 else 3)})" for i, v in enumerate(p)])
+        table = P.UNBOUNDED_TABLE["mnist"]
+        t = P.table(table) or {}
+        rows, ns, have = [], set(), set()
+        for run in self._table_runs("mnist"):
+            data = run.evals.get("unbounded")
+            if data is None:
                 continue
-            runs.append(run)
-            vals = [eval_value(run, "unbounded", c)[0] for c in paper["columns"]]
-            rows.append([_row_label(run)] + [
-                _cell(v, p[i] if p else None) if i % 2 == 0 else
-                f"{_fmt(v, 3)} ({_fmt(p[i] if p else None, 3)})" for i, v in enumerate(vals)])
-        self.add("## Table 7 — MNIST, unbounded attacks (DeepFool, C&W)\n\nFooling rate in % and "
-                 "mean l2 norm of the successful perturbations, `measured (paper)` (a larger norm "
-                 "means a more robust model). Test images: "
-                 f"{_images_note(runs, 'unbounded')}.\n\n"
-                 + _table(["method", "DeepFool fooling %", "DeepFool mean l2", "C&W fooling %",
-                           "C&W mean l2"], rows))
+            ns.add(data.get("images"))
+            prow = paper_row(run, table)
+            have.add(prow)
+            cells = []
+            for key, col in (("deepfool", "deepfool"), ("cw_l2", "cw")):
+                row = eval_row(data, key)
+                ok = prow is not None and row is not None and attack_matches(row, "mnist", col)
+                fr = eval_cell(data, key, P.paper_value(table, prow, f"{col}_fooling_rate")
+                               if ok else None, fooled=True)
+                l2 = ((row or {}).get("metrics") or {}).get("mean_l2")
+                p_l2 = P.paper_value(table, prow, f"{col}_mean_l2") if ok else None
+                steps = (row or {}).get("params", {}).get("steps")
+                cells += [_text(fr), _fmt(l2, 3) + (f" ({p_l2:g})" if p_l2 is not None
+                                                     else ""), str(steps or "–")]
+            rows.append([_label(run)] + cells)
+        for key, vals in (t.get("rows") or {}).items():
+            if key not in have:
+                rows.append([f"{key}: not evaluated", f"– ({vals[0]:g})", f"– ({vals[1]:g})",
+                             "–", f"– ({vals[2]:g})", f"– ({vals[3]:g})", "–"])
+        ns.discard(None)
+        cw = t.get("cw", {})
+        self.add("## Table 7 — MNIST, unbounded attacks (DeepFool, C&W)\n\nFooling rate in % "
+                 "`[95% Wilson interval] (paper)` and the mean l2 norm of the successful "
+                 "perturbations (a larger norm: a more robust model). The paper ran DeepFool for "
+                 f"{t.get('deepfool', {}).get('steps', '?')} steps and C&W for "
+                 f"{cw.get('iterations', '?')} iterations with {cw.get('binary_search_steps')} "
+                 "binary-search steps; its figures appear only beside runs of those settings. "
+                 f"Test images: n = {', '.join(map(str, sorted(ns))) or '–'}.\n\n"
+                 + _table(["method", "DeepFool fooling %", "DeepFool mean l2", "DeepFool steps",
+                           "C&W fooling %", "C&W mean l2", "C&W iterations"], rows))
         self.note("table7")
 
-    # -- figures ---------------------------------------------------------------------------
-    def _savefig(self, fig, name: str) -> str:
+    # -- figures -------------------------------------------------------------------------------
+    def _savefig(self, fig, name: str) -> Path:
         self.fig_dir.mkdir(parents=True, exist_ok=True)
-        path = self.fig_dir / name
-        fig.savefig(path, dpi=100, metadata={"Software": None})
-        import matplotlib.pyplot as plt
-        plt.close(fig)
+        fig.savefig(self.fig_dir / name, dpi=100, metadata={"Software": None})
+        _pyplot().close(fig)
         return Path("figures") / name
 
     def figure1(self) -> None:
-        names = [n for n in FIGURE1_RUNS if n in self.runs]
-        series = {n: [m for m in self.runs[n].metrics if m.get("type") == "iter"] for n in names}
+        title = "## Figure 1 — d_per, d_intra, d_inter over training (MNIST)"
+        claim = P.claim("figure1_feature_distances") or ""
+        names = ["mnist-normal", "mnist-pgd_at"]
+        series = {n: [m for m in self.run(n).metrics if m.get("type") == "iter"
+                      and all(_finite(m.get(k)) for k in ("d_per", "d_intra", "d_inter"))]
+                  for n in names if self.run(n) is not None}
         series = {n: s for n, s in series.items() if s}
+        absent = [f"`{n}` ({train_command(n)})" for n in names if n not in series]
+        text = f"{title}\n\nPaper: {claim}"
+        if absent:
+            text += "\n\nNo metrics for: " + ", ".join(absent) + "."
         if not series:
-            self.add("## Figure 1 — feature distances over training\n\nNo metrics found.")
+            self.add(text)
+            self.note("figure1")
             return
         plt = _pyplot()
-        ncols = min(3, len(series))
-        nrows = -(-len(series) // ncols)
-        fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.3 * nrows), squeeze=False)
-        for ax in axes.flat[len(series):]:
-            ax.set_visible(False)
+        fig, axes = plt.subplots(1, len(series), figsize=(5 * len(series), 3.5), squeeze=False)
         rows = []
         for ax, (n, s) in zip(axes.flat, series.items()):
             it = [m["iter"] for m in s]
             for key, style in (("d_per", "-"), ("d_intra", "--"), ("d_inter", ":")):
-                ax.plot(it, [m[key] for m in s], style, label=key)
-            ax.set_title(n, fontsize=10)
+                ax.plot(it, [m[key] for m in s], style, label=key, lw=1)
+            run = self.run(n)
+            ax.set_title(f"{n} ({run.status_text.replace('*', '')})", fontsize=9)
             ax.set_xlabel("iteration")
             ax.set_ylabel("l2 distance of logits")
             ax.legend(fontsize=8)
-            run = self.runs[n]
-            valid = [m for m in s if _finite(m["d_per"]) and _finite(m["d_intra"])]
-            above = sum(m["d_per"] > m["d_intra"] for m in valid)
-            first, last = valid[0], valid[-1]
-            tail = valid[len(valid) // 2:]
-            rows.append([f"`{n}`", str(run.cfg.get("metric_xi")), str(len(valid)),
-                         f"{it[-1]}", f"{above}/{len(valid)} ({100 * above / len(valid):.0f}%)",
-                         f"{first['d_per']:.2f} / {first['d_intra']:.2f} / {first['d_inter']:.2f}",
-                         f"{last['d_per']:.2f} / {last['d_intra']:.2f} / {last['d_inter']:.2f}",
+            above = sum(m["d_per"] > m["d_intra"] for m in s)
+            tail = s[len(s) // 2:]
+            rows.append([f"`{n}`", str(run.cfg.get("metric_xi")), str(len(s)), str(it[-1]),
+                         f"{above}/{len(s)} ({100 * above / len(s):.0f}%)",
                          f"{_mean(tail, 'd_per'):.2f} / {_mean(tail, 'd_intra'):.2f} / "
                          f"{_mean(tail, 'd_inter'):.2f}"])
         fig.tight_layout()
         path = self._savefig(fig, "figure1_feature_distances.png")
-        self.add("## Figure 1 — d_per, d_intra, d_inter over training (MNIST)\n\n"
-                 f"Paper: {PAPER['figure1']}\n\n"
-                 "Measured on the training mini-batch (50 images) every 50 iterations; d_per "
-                 "uses l-inf sign noise of size `metric_xi` (0.3 on MNIST, the proposed method's "
-                 "xi) for every method.\n\n"
-                 f"![Figure 1]({path.as_posix()})\n\n"
-                 + self.caption("Figure 1") + "\n\n"
-                 + _table(["run", "noise xi", "records", "last iter", "records with d_per > "
-                           "d_intra", "first d_per / d_intra / d_inter",
-                           "last d_per / d_intra / d_inter",
+        self.add(text + "\n\nMeasured on the training mini-batch every `metrics_every` "
+                 "iterations over the whole run; d_per uses l-inf sign noise of size "
+                 "`metric_xi` for every method.\n\n"
+                 f"![Figure 1]({path.as_posix()})\n\n" + self.caption("Figure 1") + "\n\n"
+                 + _table(["run", "noise xi", "records", "last iter",
+                           "records with d_per > d_intra",
                            "mean over 2nd half d_per / d_intra / d_inter"], rows))
         self.note("figure1")
+
+    def meter(self) -> None:
+        title = "## The robustness meter over training (MNIST)"
+        names = ["mnist-normal", "mnist-proposed", "mnist-pgd_at"]
+        series = {}
+        for n in names:
+            run = self.run(n)
+            if run is None:
+                continue
+            s = [m for m in run.metrics if m.get("type") in ("probe", "epoch")
+                 and _finite(m.get("robust_acc")) and _finite(m.get("iter"))]
+            if s:
+                series[n] = sorted(s, key=lambda m: (m["iter"], m["type"] != "probe"))
+        absent = [f"`{n}`" for n in names if n not in series]
+        text = (f"{title}\n\n`robust_acc` of the rows of type `probe` and `epoch` in each run's "
+                "`metrics.jsonl`: accuracy under the trainer's PGD probe on a fixed set of test "
+                "images (the record's `probe` field says which), against the iteration.")
+        if absent:
+            text += " No meter readings for: " + ", ".join(absent) + "."
+        if not series:
+            self.add(text)
+            self.note("meter")
+            return
+        plt = _pyplot()
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        rows = []
+        for n, s in series.items():
+            ax.plot([m["iter"] for m in s], [100 * m["robust_acc"] for m in s], "-o", ms=2,
+                    lw=1, label=n)
+            run = self.run(n)
+            rows.append([f"`{n}`", run.recorded("probe"), str(len(s)),
+                         f"{100 * s[-1]['robust_acc']:.1f}", str(s[-1]["iter"])])
+        ax.set_xlabel("iteration")
+        ax.set_ylabel("probe accuracy %")
+        ax.set_ylim(-2, 102)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        path = self._savefig(fig, "robustness_meter.png")
+        self.add(text + f"\n\n![Robustness meter]({path.as_posix()})\n\n"
+                 + self.caption("Robustness meter") + "\n\n"
+                 + _table(["run", "probe", "readings", "last %", "at iteration"], rows))
+        self.note("meter")
 
     def sanity(self) -> None:
         curves = {}
@@ -494,24 +900,28 @@ class Report:
         for n in curves:
             by_ds.setdefault(self.runs[n].dataset, []).append(n)
         parts = [f"{title}\n\nPaper: accuracy under PGD falls to ~0 as eps grows (else "
-                 "gradients are obfuscated); the mean FGSM loss rises monotonically with eps."]
+                 "gradients are obfuscated); the mean FGSM loss rises monotonically with eps. "
+                 "The PGD step count of each curve is in its table."]
         for ds, names in by_ds.items():
             fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-            rows = []
+            rows, steps = [], set()
             for n in names:
                 c = curves[n]
+                steps.add(c.get("steps"))
                 if c.get("acc"):
                     axes[0].plot(c["eps"], c["acc"], marker="o", ms=3, label=n)
                 if c.get("loss"):
                     axes[1].plot(c["loss_eps"], c["loss"], marker="o", ms=3, label=n)
                 rows.append([f"`{n}`", str(self.runs[n].evals["sanity"].get("images", "–")),
+                             f"PGD-{c.get('steps') or '?'}",
                              " ".join(f"{e:g}" for e in c["eps"]),
                              " ".join(_fmt(a, 1) for a in c.get("acc") or []),
                              " ".join(f"{e:g}" for e in c["loss_eps"]),
                              " ".join(_fmt(v, 2) for v in c.get("loss") or []),
                              c.get("verdict", "–")])
+            steps.discard(None)
             axes[0].set_xlabel("eps")
-            axes[0].set_ylabel("PGD-40 accuracy %")
+            axes[0].set_ylabel(f"PGD-{'/'.join(map(str, sorted(steps))) or '?'} accuracy %")
             axes[1].set_xlabel("eps")
             axes[1].set_ylabel("mean FGSM loss")
             for ax in axes:
@@ -521,138 +931,119 @@ class Report:
             path = self._savefig(fig, f"figure2_3_{ds}.png")
             parts.append(f"### {DATASET_TITLES.get(ds, ds)}\n\n![Figures 2 and 3, {ds}]"
                          f"({path.as_posix()})\n\n" + self.caption(f"Figures 2/3, {ds}") + "\n\n"
-                         + _table(["run", "test images", "PGD eps", "PGD accuracy %",
+                         + _table(["run", "test images", "attack", "PGD eps", "PGD accuracy %",
                                    "FGSM eps", "mean FGSM loss", "checks"], rows))
         self.add("\n\n".join(parts))
         self.note("sanity")
 
     def figure4(self) -> None:
-        sweep = []
-        for run in self.runs.values():
-            if run.name.startswith("sweep-mnist-proposed-lam"):
-                sweep.append((run.cfg.get("lam"), run))
-        sweep.sort(key=lambda t: t[0])
-        title = "## Figure 4 — lambda sweep (MNIST, proposed)"
-        if not sweep:
-            self.add(f"{title}\n\nNo sweep runs found.")
+        title = "## Figure 4 — λ sweep (MNIST, proposed)"
+        claim = P.claim("figure4_lambda_sweep") or ""
+        table = P.WHITEBOX_TABLE["mnist"]
+        points = [r for r in self.runs.values() if r.name.startswith(SWEEP_PREFIX)
+                  and r.info.status != "damaged"]
+        if self.run("mnist-proposed") is not None:
+            points.append(self.run("mnist-proposed"))
+        points = [r for r in points if _finite(r.cfg.get("lam"))]
+        points.sort(key=lambda r: (r.cfg["lam"], r.name))
+        if not points:
+            self.add(f"{title}\n\nPaper: {claim}\n\nNo sweep runs found "
+                     f"(`{TRAIN_SCRIPT} sweep`).")
+            self.note("figure4")
             return
-        rows, lam, clean, pgd = [], [], [], []
-        for l, run in sweep:
-            c = eval_value(run, "whitebox", "clean")[0]
-            p = eval_value(run, "whitebox", "pgd_100")[0]
-            n = eval_value(run, "whitebox", "clean")[1]
-            lam.append(l)
-            clean.append(c)
-            pgd.append(p)
-            rows.append([f"{l:g}", f"`{run.name}`", f"{run.record.get('epochs_done')}",
-                         str(run.record.get("train_images")), _fmt(c), _fmt(p), str(n or "–")])
-        plt = _pyplot()
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        if any(v is not None for v in clean):
-            ax.plot(lam, [v if v is not None else float("nan") for v in clean], "o-",
-                    label="clean")
-        if any(v is not None for v in pgd):
-            ax.plot(lam, [v if v is not None else float("nan") for v in pgd], "s-",
-                    label="PGD-100")
-        ax.set_xscale("log")
-        ax.set_xlabel("lambda")
-        ax.set_ylabel("accuracy %")
-        ax.legend()
-        fig.tight_layout()
-        path = self._savefig(fig, "figure4_lambda_sweep.png")
-        self.add(f"{title}\n\nPaper: {PAPER['figure4']}\n\n![Figure 4]({path.as_posix()})\n\n"
-                 + self.caption("Figure 4") + "\n\n"
-                 + _table(["lambda", "run", "epochs", "train images", "clean %", "PGD-100 %",
-                           "test images"], rows))
+        rows, pts = [], []
+        for run in points:
+            clean = whitebox_cell(run, table, "clean")
+            pgd = whitebox_cell(run, table, "pgd_100")
+            lam = float(run.cfg["lam"])
+            rows.append([f"{lam:g}", _label(run), f"{run.epochs_done}/{run.epochs or '?'}",
+                         _text(clean), _text(pgd), str((clean or pgd).n if (clean or pgd)
+                                                       else "–")])
+            pts.append((lam, clean, pgd))
+        evaluated, seen = [], set()
+        for lam, c, p in pts:  # one point per λ in the figure: mnist-proposed's at λ = 10
+            if (c is not None or p is not None) and lam not in seen:
+                seen.add(lam)
+                evaluated.append((lam, c, p))
+        text = (f"{title}\n\nPaper: {claim} The paper gives no numbers for Figure 4; only the "
+                "λ = 10 model, trained as Table 1's proposed row, carries Table 1's figures. "
+                "Accuracy in %, `[95% Wilson interval]`.")
+        if evaluated:
+            plt = _pyplot()
+            zero = [t for t in evaluated if t[0] == 0]
+            pos = [t for t in evaluated if t[0] > 0]
+            fig, (a0, a1) = plt.subplots(1, 2, figsize=(6.5, 3.5), sharey=True,
+                                         gridspec_kw={"width_ratios": [1, 5]})
+            for ax, data in ((a0, zero), (a1, pos)):
+                for idx, (label, marker) in ((1, ("clean", "o")), (2, ("PGD-100", "s"))):
+                    pts_i = [(t[0], t[idx]) for t in data if t[idx] is not None]
+                    if not pts_i:
+                        continue
+                    xs = [x if x > 0 else 0.0 for x, _ in pts_i]
+                    ys = [c.value for _, c in pts_i]
+                    err = [[c.value - c.interval[0] for _, c in pts_i],
+                           [c.interval[1] - c.value for _, c in pts_i]]
+                    ax.errorbar(xs, ys, yerr=err, marker=marker, ms=4, capsize=3,
+                                label=label, color=f"C{idx - 1}")
+            if not zero:
+                a0.text(0, 50, "not run", ha="center", va="center", rotation=90, fontsize=8)
+            a1.set_xscale("log")
+            a1.set_xlabel("λ (log scale)")
+            a0.set_xticks([0.0])
+            a0.set_xlim(-1, 1)
+            a0.set_xlabel("λ = 0")
+            a0.set_ylabel("accuracy %")
+            a1.legend(fontsize=8)
+            fig.tight_layout()
+            path = self._savefig(fig, "figure4_lambda_sweep.png")
+            text += (f"\n\n![Figure 4]({path.as_posix()})\n\n" + self.caption("Figure 4")
+                     + " Error bars: 95% Wilson intervals; λ = 0 (no regulariser) is drawn apart "
+                     "from the log axis.")
+        self.add(text + "\n\n" + _table(["λ", "run", "epochs", "clean %", "PGD-100 %",
+                                         "test images"], rows))
         self.note("figure4")
 
-    def timing(self) -> None:
-        rows = []
-        for ds, table in (("mnist", "table1"), ("fashion-mnist", "table9")):
-            base = self.run(f"{ds}-normal")
-            base_t = base.epoch_time if base else None
-            paper_t = PAPER[table]["time"]
-            for run in sorted((r for r in self.runs.values()
-                               if r.dataset == ds and not r.name.startswith("sweep-")),
-                              key=lambda r: r.name):
-                t = run.epoch_time
-                if t is None:
-                    continue
-                pk = _paper_key(run.key)
-                pt = paper_t.get(pk)
-                ratio = t / base_t if base_t else None
-                pratio = pt / paper_t["normal"] if pt else None
-                rows.append([f"`{run.name}`", str(run.record.get("train_images")),
-                             f"{t:.0f}", _fmt(ratio, 1), f"{pt}" if pt else "–",
-                             _fmt(pratio, 1)])
-        self.add("## Training time per epoch\n\nSeconds per epoch on this machine (mean over "
-                 "the run's epochs, per 60 000 training images unless the run used fewer) and "
-                 "the ratio to normal training of the same data set, beside the paper's (one "
-                 f"NVIDIA TITAN X). {self.machine_text()}; "
-                 + ((self.machine or {}).get("contention") or "") + ".\n\n"
-                 + _table(["run", "train images", "s / epoch", "ratio to normal",
-                           "paper s / epoch", "paper ratio"], rows))
-        self.note("timing")
-
+    # -- out of reach, choices, reproducing --------------------------------------------------
     def cifar(self) -> None:
-        self.add(
-            "## Tables 2, 4 and 8 — CIFAR-10\n\nNot run: this machine has neither the CIFAR-10 "
-            "data set (no internet) nor a GPU for WRN-28-10. With both, a user runs:\n\n"
-            "```bash\n"
-            "export PPCORE_DATA=~/ppcore-data   # CIFAR-10 is downloaded there on first use\n"
-            "for m in normal proposed fgsm_at ablation1 ablation2 ablation3; do\n"
-            "  python -m ppcore train --dataset cifar10 --method $m --device cuda "
-            "--out checkpoints/cifar10-$m\n"
-            "done\n"
-            "for m in pgd_at alp; do   # Madry et al.'s PGD-7 (step 2/255), 100 epochs\n"
-            "  python -m ppcore train --dataset cifar10 --method $m --device cuda "
-            "--out checkpoints/cifar10-$m\n"
-            "done\n"
-            "for s in vgg11 vgg19; do  # black-box sources of Table 4\n"
-            "  python -m ppcore train --dataset cifar10 --model $s --method normal "
-            "--device cuda --out checkpoints/cifar10-$s\n"
-            "done\n"
-            "for m in normal proposed fgsm_at pgd_at alp ablation1 ablation2 ablation3; do\n"
-            "  python -m ppcore eval --checkpoint checkpoints/cifar10-$m --suite whitebox "
-            "--json checkpoints/cifar10-$m/eval/whitebox.json         # Table 2\n"
-            "done\n"
-            "for m in normal fgsm_at pgd_at proposed; do\n"
-            "  python -m ppcore eval --checkpoint checkpoints/cifar10-$m --suite unbounded "
-            "--json checkpoints/cifar10-$m/eval/unbounded.json        # Table 8\n"
-            "done\n"
-            "for t in pgd_at proposed; do for s in vgg11 vgg19; do   # Table 4\n"
-            "  python -m ppcore eval --checkpoint checkpoints/cifar10-$t --suite blackbox "
-            "--source checkpoints/cifar10-$s --json checkpoints/cifar10-$t/eval/"
-            "blackbox-cifar10-$s.json\n"
-            "done; done\n"
-            "python -m ppcore report\n"
-            "```")
+        script = R.PACKAGE_ROOT / CIFAR_SCRIPT
+        try:
+            lines = script.read_text().splitlines()
+        except OSError:
+            lines = []
+        # the script without its opening comment block
+        body = lines[next((i for i, ln in enumerate(lines) if not ln.startswith("#")),
+                          len(lines)):]
+        text = ("## Tables 2, 4 and 8 — CIFAR-10\n\nNot run here: this machine has neither the "
+                "CIFAR-10 data set (no internet) nor a GPU for WRN-28-10. With both, "
+                f"`DEVICE=cuda {CIFAR_SCRIPT}` trains the models and the VGG sources, evaluates "
+                "Tables 2, 4 and 8 on the full test set and rebuilds this file")
+        if body:
+            text += ("; its commands:\n\n```bash\n" + "\n".join(body) + "\n```")
+        else:
+            text += "."
+        self.add(text)
         self.note("cifar")
+
+    def pilots_section(self) -> None:
+        if self.pilots is None:
+            return
+        from .pilots_report import render
+
+        self.add("\n".join(render(Path(self.pilots))))
+        self.note("pilots")
 
     def reproduce(self) -> None:
         self.add(
-            "## Reproducing at full size\n\nThe committed checkpoints come from "
-            "`scripts/train_checkpoints.sh` with CPU-sized settings (see each `model.json`). On a "
-            "GPU, the full set — longer schedules and the PGD-AT / ALP / TRADES models this CPU "
-            "could not train — and full-test-set evaluation are:\n\n"
+            "## Reproducing at full size\n\nEvery record's settings are in the table of "
+            "checkpoints. On a GPU, the whole set — the paper-length schedules and the PGD-AT / "
+            "ALP / TRADES models — and full-test-set evaluations are:\n\n"
             "```bash\n"
-            "EPOCHS=10 DEVICE=cuda scripts/train_checkpoints.sh cheap sweep adversarial\n"
+            f"DEVICE=cuda {TRAIN_SCRIPT} paper adversarial\n"
             "DEVICE=cuda scripts/eval_checkpoints.sh   # no LIMIT_*: the full test sets; "
             "then runs the report\n"
-            "```\n\n"
-            "The CPU run behind this file used `EPOCHS=2` (some runs 1, see the table of "
-            "checkpoints) and the `LIMIT_*` values written at the top of "
-            "`scripts/eval_checkpoints.sh`.")
+            f"DEVICE=cuda {CIFAR_SCRIPT}\n"
+            "```")
         self.note("reproduce")
-
-
-def _finite(v) -> bool:
-    return isinstance(v, (int, float)) and math.isfinite(v)
-
-
-def _mean(rows: list[dict], key: str) -> float:
-    vals = [m[key] for m in rows if _finite(m.get(key))]
-    return sum(vals) / len(vals) if vals else float("nan")
 
 
 def _sanity_curves(data: dict | None) -> dict | None:
@@ -675,18 +1066,13 @@ def _sanity_curves(data: dict | None) -> dict | None:
     return out
 
 
-def _pyplot():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
-
-
 def write_report(checkpoints: str | Path = "checkpoints", out: str | Path = "docs/results.md",
                  notes: str | Path | None = "docs/results_notes.md",
-                 command: str = "python -m ppcore report") -> Path:
+                 command: str = "python -m ppcore report",
+                 pilots: str | Path | None = "docs/pilots") -> Path:
     """Write the markdown report (and its figures beside it, under figures/); return its path."""
-    rep = Report(Path(checkpoints), Path(out), Path(notes) if notes else None, command)
+    rep = Report(Path(checkpoints), Path(out), Path(notes) if notes else None, command,
+                 Path(pilots) if pilots else None)
     text = rep.build()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

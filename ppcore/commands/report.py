@@ -1,8 +1,10 @@
 """Write docs/results.md and docs/figures/*.png from the shipped checkpoints.
 
-Reads every CHECKPOINTS/*/model.json, metrics.jsonl and eval/<suite>.json (written by `python -m
-ppcore eval --json`), CHECKPOINTS/MACHINE.json and the hand-written notes; trains and attacks
-nothing, so rerunning it on the same files reproduces the same report.
+Reads every CHECKPOINTS/*/model.json, status.json, metrics.jsonl and eval/<suite>.json (written by
+`python -m ppcore eval --json`), CHECKPOINTS/MACHINE.json, the hand-written notes and the pilots
+of docs/pilots/; trains and attacks nothing, so rerunning it on the same files writes the same
+bytes. Accuracies carry 95% Wilson intervals; the paper's figure sits beside a cell only where
+the settings are the paper's.
 
 example:
   python -m ppcore report --checkpoints checkpoints --out docs/results.md
@@ -24,6 +26,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="markdown file; figures go to figures/ beside it (default: docs/results.md)")
     p.add_argument("--notes", default="docs/results_notes.md",
                    help="hand-written notes whose <!-- key --> sections are placed in the report")
+    p.add_argument("--pilots", default="docs/pilots",
+                   help="folder of the pilot runs' JSON (\"Choices the paper leaves open\"; "
+                        "default: docs/pilots)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,6 +46,9 @@ def run(args: argparse.Namespace) -> int:
         parts.append(f"--out {args.out}")
     if args.notes != "docs/results_notes.md":
         parts.append(f"--notes {args.notes}")
-    path = write_report(args.checkpoints, args.out, args.notes, command=" ".join(parts))
+    if args.pilots != "docs/pilots":
+        parts.append(f"--pilots {args.pilots}")
+    path = write_report(args.checkpoints, args.out, args.notes, command=" ".join(parts),
+                        pilots=args.pilots)
     log.info("report written to %s", path)
     return 0
