@@ -239,6 +239,24 @@ class Run:
         return "not recorded" if v is None or v == "" else str(v)
 
 
+def history(rows: list[dict]) -> list[dict]:
+    """The rows of metrics.jsonl that describe the model as saved: a resumed run replays the
+    iterations after its last finished epoch, so the earlier rows past that point go; a fresh
+    start drops everything before it."""
+    out: list[dict] = []
+    for r in rows:
+        if r.get("type") == "start":
+            e, ipe = r.get("resumed_at_epoch"), r.get("iterations_per_epoch")
+            if isinstance(e, int) and isinstance(ipe, int):
+                out = [m for m in out if not (_finite(m.get("iter")) and m["iter"] > e * ipe)
+                       and not (m.get("type") == "epoch" and isinstance(m.get("epoch"), int)
+                                and m["epoch"] > e)]
+            else:
+                out = []
+        out.append(r)
+    return out
+
+
 def load_runs(root: Path) -> dict[str, Run]:
     out = {}
     for info in R.list_runs([Path(root)], max_depth=1):
@@ -246,7 +264,7 @@ def load_runs(root: Path) -> dict[str, Run]:
             log.warning("skipping damaged run %s: %s", info.path, info.detail)
             out[info.name] = Run(info)
             continue
-        out[info.name] = Run(info, R.run_evals(info.path), R.read_metrics(info.path))
+        out[info.name] = Run(info, R.run_evals(info.path), history(R.read_metrics(info.path)))
     return dict(sorted(out.items()))
 
 

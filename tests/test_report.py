@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from ppcore.cli import main
-from ppcore.report import Cell, SeedCell, load_notes, verdict, wilson, write_report
+from ppcore.report import Cell, SeedCell, history, load_notes, verdict, wilson, write_report
 
 REPO = Path(__file__).resolve().parents[1]
 N = 20  # test images of every evaluation here
@@ -219,3 +219,15 @@ def test_notes_and_command(ckpt_root, tmp_path):
     assert "Why table 1 differs." in _section(text, "## Table 1")
     assert "Not run yet: init, reduction, padding, precision" in text
     assert main(["report", "--checkpoints", str(tmp_path / "missing")]) == 2
+
+
+def test_a_resumed_run_keeps_one_history():
+    rows = [{"type": "start", "iterations_per_epoch": 10},
+            *({"type": "iter", "iter": i} for i in (5, 10, 15)),
+            {"type": "epoch", "epoch": 1, "iter": 10},
+            {"type": "start", "resumed_at_epoch": 1, "iterations_per_epoch": 10},
+            {"type": "iter", "iter": 15}]
+    kept = history(rows)
+    assert [r.get("iter") for r in kept if r["type"] == "iter"] == [5, 10, 15]
+    assert sum(r["type"] == "start" for r in kept) == 2
+    assert history(rows + [{"type": "start"}]) == [{"type": "start"}]  # a fresh start
