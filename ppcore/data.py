@@ -203,3 +203,49 @@ def batch_bounds(n: int, batch_size: int, world_size: int = 1) -> list[int]:
 
 def to_float(images_u8: torch.Tensor) -> torch.Tensor:
     return images_u8.float().div_(255.0)
+
+
+# -- the raw idx files of MNIST-like sets: one image without parsing the whole split ----------
+
+#: torchvision's folder of each data set it stores as idx files
+IDX_FOLDERS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
+_IDX_PREFIX = {"train": "train", "test": "t10k"}
+
+
+def idx_files(name: str, split: str = "test", data_dir: str | os.PathLike | None = None,
+              ) -> tuple[Path, Path] | None:
+    """(images, labels) idx files of an MNIST-like split where torchvision left them, or None
+    (another data set, or not downloaded yet)."""
+    folder = IDX_FOLDERS.get(name)
+    if folder is None or split not in _IDX_PREFIX:
+        return None
+    raw = resolve_data_root(data_dir) / folder / "raw"
+    images = raw / f"{_IDX_PREFIX[split]}-images-idx3-ubyte"
+    labels = raw / f"{_IDX_PREFIX[split]}-labels-idx1-ubyte"
+    return (images, labels) if images.is_file() and labels.is_file() else None
+
+
+def read_idx_labels(path: Path) -> torch.Tensor | None:
+    """All labels of an idx1 file as int64, or None where the file is not one."""
+    data = Path(path).read_bytes()
+    if len(data) > 8 and int.from_bytes(data[:4], "big") == 2049 and \
+            int.from_bytes(data[4:8], "big") == len(data) - 8:
+        return torch.frombuffer(bytearray(data[8:]), dtype=torch.uint8).long()
+    return None
+
+
+def read_idx_image(path: Path, index: int) -> torch.Tensor | None:
+    """Image ``index`` of an idx3 file as uint8 [1, 1, H, W] (one seek and one read), or None
+    where the file is not one or has no such image."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+        if len(head) < 16 or int.from_bytes(head[:4], "big") != 2051:
+            return None
+        n, h, w = (int.from_bytes(head[i:i + 4], "big") for i in (4, 8, 12))
+        if not 0 <= index < n:
+            return None
+        f.seek(16 + index * h * w)
+        data = f.read(h * w)
+    if len(data) != h * w:
+        return None
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8).view(1, 1, h, w)

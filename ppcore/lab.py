@@ -22,7 +22,8 @@ import torch
 from PIL import Image
 from torch import nn
 
-from .data import dataset_info, load_split, to_float
+from .data import (dataset_info, idx_files, load_split, read_idx_image, read_idx_labels,
+                   to_float)
 from .errors import PPCoreError
 from .images import png_bytes, to_pil
 from .params import MAX_FRAMES, PARAMS
@@ -372,8 +373,6 @@ def transform_image(models: dict[str, nn.Module], x: torch.Tensor, angle: float 
 
 _TEST_CACHE: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 _LABEL_CACHE: dict[str, torch.Tensor] = {}
-#: torchvision's folder of each data set stored as idx files
-_IDX_FOLDER = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
 
 
 def test_set(dataset: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -384,16 +383,9 @@ def test_set(dataset: str) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _idx_files(dataset: str):
-    """The raw idx files of an MNIST-like test split, where torchvision left them: one image
-    can then be read without parsing the whole split (which takes seconds on a busy CPU)."""
-    from .data import default_data_root
-
-    folder = _IDX_FOLDER.get(dataset)
-    if folder is None or dataset in _TEST_CACHE:
-        return None
-    raw = default_data_root() / folder / "raw"
-    images, labels = raw / "t10k-images-idx3-ubyte", raw / "t10k-labels-idx1-ubyte"
-    return (images, labels) if images.is_file() and labels.is_file() else None
+    """The raw idx files of the test split while the whole split is not loaded: one image is
+    then read without parsing the split (which takes seconds on a busy CPU)."""
+    return None if dataset in _TEST_CACHE else idx_files(dataset, "test")
 
 
 def test_labels(dataset: str) -> torch.Tensor:
@@ -401,12 +393,7 @@ def test_labels(dataset: str) -> torch.Tensor:
     if dataset in _LABEL_CACHE:
         return _LABEL_CACHE[dataset]
     files = _idx_files(dataset)
-    labels = None
-    if files is not None:
-        data = files[1].read_bytes()
-        if len(data) > 8 and int.from_bytes(data[:4], "big") == 2049 and \
-                int.from_bytes(data[4:8], "big") == len(data) - 8:
-            labels = torch.frombuffer(bytearray(data[8:]), dtype=torch.uint8).long()
+    labels = read_idx_labels(files[1]) if files is not None else None
     if labels is None:
         labels = test_set(dataset)[1]
     _LABEL_CACHE[dataset] = labels
@@ -416,16 +403,8 @@ def test_labels(dataset: str) -> torch.Tensor:
 def _test_pixels(dataset: str, index: int) -> torch.Tensor:
     """Test image ``index`` as uint8 [1, C, H, W]."""
     files = _idx_files(dataset)
-    if files is not None:
-        with open(files[0], "rb") as f:
-            head = f.read(16)
-            n, h, w = (int.from_bytes(head[i:i + 4], "big") for i in (4, 8, 12))
-            if int.from_bytes(head[:4], "big") == 2051 and 0 <= index < n:
-                f.seek(16 + index * h * w)
-                data = f.read(h * w)
-                if len(data) == h * w:
-                    return torch.frombuffer(bytearray(data), dtype=torch.uint8).view(1, 1, h, w)
-    return test_set(dataset)[0][index:index + 1]
+    pixels = read_idx_image(files[0], index) if files is not None else None
+    return pixels if pixels is not None else test_set(dataset)[0][index:index + 1]
 
 
 def test_image(dataset: str, index: int | None = None, *, label: int | None = None,
