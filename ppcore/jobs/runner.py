@@ -1,10 +1,11 @@
 """``python -m ppcore.jobs run FOLDER``: the detached process that runs a job's steps in turn.
 
-It reads the job's settings, builds each step's command line from them (``steps.step_argv``,
-which validates them again: a job file is never trusted), runs the groups one after another (a
-group stops at its first failing step; the next group still runs), records its state in
-``job-state.json``, and on SIGTERM forwards the signal to the step running (the trainer then
-saves its checkpoint) and runs nothing more.
+It reads the job's settings, builds each step's command line from them (``steps.prepare_step``,
+which validates them again, a job file is never trusted, and writes a training step's settings
+for ``--config``), runs the groups one after another (a group stops at its first failing step;
+the next group still runs), records its state in ``job-state.json``, and on SIGTERM forwards the
+signal to the step running (the trainer then saves its checkpoint) and runs nothing more. When
+its job ends it starts the evaluations queued for a free slot (``queue.drain``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 from .. import runs
 from ..checkpoint import atomic_write_json
 from ..errors import PPCoreError
-from .steps import step_argv
+from .steps import prepare_step
 
 log = logging.getLogger("ppcore.jobs")
 
@@ -59,8 +60,8 @@ class Runner:
                 self.state.update(group=g, step=s)
                 self._write()
                 try:
-                    argv = step_argv(self.dir, self.job.kind, step)
-                except PPCoreError as exc:
+                    argv = prepare_step(self.dir, self.job.kind, step)
+                except (PPCoreError, OSError) as exc:
                     failed = True
                     self.state["error"] = f"error: {exc}"
                     log.error("%s", exc)
@@ -81,7 +82,17 @@ class Runner:
         self.state["state"] = "stopped" if self.stopping else "failed" if failed else "done"
         self.state["ended"] = runs.now_iso()
         self._write()
+        self._next_in_queue()
         return 0
+
+    def _next_in_queue(self) -> None:
+        """This job's slot is free: start the evaluations waiting for one (``queue``)."""
+        from .queue import drain
+
+        try:
+            drain()
+        except Exception as exc:  # the job itself is done; the app's page drains again
+            log.error("could not start the queued evaluations: %s", exc)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,11 +1,13 @@
 """A job's steps are settings; this module turns each into a command line, validating it again.
 
 A step in ``job.json`` is ``{"do": "train", "run": ".", "config": TrainConfig.to_dict(),
-"device": "cpu", "resume": false}`` or ``{"do": "eval", "run": PATH, "suite": "whitebox",
+"device": "cpu", "resume": false, "gpus": 1}`` or ``{"do": "eval", "run": PATH, "suite": "whitebox",
 "limit": 500, "source": PATH | null, "device": "cpu"}``. Nothing in it is executed as given:
 ``step_argv`` re-validates every value (``TrainConfig.from_dict``, the suite list, the device
 list, folders that must lie inside the job's folder or a run root) and builds the argv from the
-validated values only. A step that fails validation raises ``PPCoreError`` and is not run.
+validated values only; a training step's settings reach the trainer as a file of the
+validated ``TrainConfig`` (``prepare_step`` writes it, ``train --config`` reads it). A step that
+fails validation raises ``PPCoreError`` and is not run.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import runs
+from ..checkpoint import atomic_write_json
 from ..errors import PPCoreError
 
 #: devices a job may ask for (``pick_device`` decides later whether one is there)
@@ -20,11 +23,15 @@ DEVICES = ("auto", "cpu", "cuda")
 #: evaluation suites (``python -m ppcore eval --suite``)
 SUITES = ("whitebox", "spatial", "unbounded", "blackbox", "autoattack", "sanity")
 MAX_EVAL_IMAGES = 1_000_000
+#: a training step's settings, written into its run folder for ``train --config``
+CONFIG_FILE = "train-config.json"
 
 
-def train_step(cfg, device: str = "auto", run: str = ".", resume: bool = False) -> dict:
+def train_step(cfg, device: str = "auto", run: str = ".", resume: bool = False,
+               gpus: int = 1) -> dict:
+    """``gpus`` > 1: one process per GPU under torchrun (``distributed.launch_argv``)."""
     return {"do": "train", "run": run, "config": cfg.to_dict(), "device": device,
-            "resume": bool(resume)}
+            "resume": bool(resume), "gpus": gpus}
 
 
 def eval_step(run: str, suite: str, limit: int | None = None, device: str = "auto",
@@ -60,36 +67,20 @@ def _run_folder(job_dir: Path, value, *, inside_job: bool) -> Path:
     return path
 
 
-def train_argv(cfg, out: Path, device: str, resume: bool) -> list[str]:
-    """``python -m ppcore train`` for a validated ``TrainConfig``: THE place to swap for
-    ``python -m ppcore train --config FILE`` once the trainer reads its settings from a file.
-    Settings the command line cannot express are refused rather than silently dropped."""
-    from ..config import make_config
+def config_file(out: Path) -> Path:
+    """Where a training step's validated settings are written for ``--config``."""
+    return Path(out) / CONFIG_FILE
 
-    flags = {"dataset": cfg.dataset, "model": cfg.model, "method": cfg.method,
-             "lam": cfg.lam, "xi": cfg.xi, "eps": cfg.eps, "alpha": cfg.alpha,
-             "steps": cfg.steps, "max_rot": cfg.max_rot, "max_trans": cfg.max_trans,
-             "epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr,
-             "weight_decay": cfg.weight_decay, "seed": cfg.seed,
-             "metrics_every": cfg.metrics_every, "limit_train": cfg.limit_train,
-             "limit_test": cfg.limit_test, "name": cfg.name or None, "note": cfg.note or None,
-             "wrn_depth": cfg.model_options.get("depth"),
-             "wrn_width": cfg.model_options.get("width")}
-    expressed = make_config(cfg.dataset, cfg.model, cfg.method, **{
-        k: v for k, v in flags.items() if k not in ("dataset", "model", "method", "wrn_depth",
-                                                   "wrn_width")},
-        model_options=cfg.model_options or None)
-    if expressed != cfg:
-        differ = sorted(k for k, v in expressed.to_dict().items() if cfg.to_dict()[k] != v)
-        raise PPCoreError(f"setting(s) {', '.join(differ)} cannot be passed to the trainer's "
-                          f"command line yet")
-    argv = ["python", "-m", "ppcore", "train"]
-    for key, value in flags.items():
-        if value is not None:
-            argv += ["--" + key.replace("_", "-"), repr(value) if isinstance(value, float)
-                     else str(value)]
-    argv += ["--out", str(out), "--device", device, "--no-progress"]
-    return argv + (["--resume"] if resume else [])
+
+def train_argv(out: Path, device: str, resume: bool, gpus: int = 1) -> list[str]:
+    """``python -m ppcore train --config FILE`` (through torchrun for ``gpus`` > 1), FILE
+    being ``config_file(out)``, which ``prepare_step`` writes from the validated settings just
+    before the step runs: every setting crosses as data, none as a hand-built flag."""
+    from ..distributed import launch_argv
+
+    args = ["train", "--config", str(config_file(out)), "--out", str(out), "--device", device,
+            "--no-progress"]
+    return launch_argv(gpus, args + (["--resume"] if resume else []))
 
 
 def eval_argv(run_dir: Path, suite: str, limit: int | None, device: str,
@@ -105,29 +96,59 @@ def eval_argv(run_dir: Path, suite: str, limit: int | None, device: str,
     return argv + (["--limit", str(limit)] if limit else [])
 
 
-def step_argv(job_dir: Path, kind: str, step: dict) -> list[str]:
-    """The command line of one step of the job in ``job_dir``, from its validated settings."""
+def _gpus(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise PPCoreError(f"the number of GPUs {str(value)[:20]!r} is not a whole number >= 1")
+    if value > 1:
+        from ..distributed import visible_gpus
+
+        if value > visible_gpus():
+            raise PPCoreError(f"the job asks for {value} GPUs; this machine shows "
+                              f"{visible_gpus()}")
+    return value
+
+
+def _train_parts(job_dir: Path, kind: str, step: dict):
+    """(config, run folder, device, resume, gpus) of a training step, every one validated."""
     from ..config import TrainConfig
 
+    if kind not in ("train", "sweep"):
+        raise PPCoreError(f"a {kind} job does not train")
+    out = _run_folder(job_dir, step.get("run"), inside_job=True)
+    config = step.get("config")
+    if not isinstance(config, dict):
+        raise PPCoreError("the training step holds no settings")
+    try:
+        cfg = TrainConfig.from_dict(config)
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise PPCoreError(f"the training settings are damaged: {exc}") from None
+    resume = step.get("resume", False)
+    if not isinstance(resume, bool):
+        raise PPCoreError("the training step's resume is not true or false")
+    return cfg, out, _device(step.get("device", "auto")), resume, _gpus(step.get("gpus", 1))
+
+
+def prepare_step(job_dir: Path, kind: str, step: dict) -> list[str]:
+    """``step_argv``, after writing the files the step reads (a training step's validated
+    settings, at ``config_file``). The runner calls this just before running the step."""
+    argv = step_argv(job_dir, kind, step)
+    if step.get("do") == "train":
+        cfg, out, *_ = _train_parts(Path(job_dir).resolve(), kind, step)
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(config_file(out), cfg.to_dict())
+    return argv
+
+
+def step_argv(job_dir: Path, kind: str, step: dict) -> list[str]:
+    """The command line of one step of the job in ``job_dir``, from its validated settings
+    (nothing is written: ``prepare_step`` writes what a step reads)."""
     job_dir = Path(job_dir).resolve()
     if not isinstance(step, dict):
         raise PPCoreError("a step of the job is not a set of settings")
     do = step.get("do")
     if do == "train":
-        if kind not in ("train", "sweep"):
-            raise PPCoreError(f"a {kind} job does not train")
-        out = _run_folder(job_dir, step.get("run"), inside_job=True)
-        config = step.get("config")
-        if not isinstance(config, dict):
-            raise PPCoreError("the training step holds no settings")
-        try:
-            cfg = TrainConfig.from_dict(config)
-        except (TypeError, ValueError, AttributeError) as exc:
-            raise PPCoreError(f"the training settings are damaged: {exc}") from None
-        resume = step.get("resume", False)
-        if not isinstance(resume, bool):
-            raise PPCoreError("the training step's resume is not true or false")
-        return train_argv(cfg, out, _device(step.get("device", "auto")), resume)
+        _, out, device, resume, gpus = _train_parts(job_dir, kind, step)
+        return train_argv(out, device, resume, gpus)
     if do == "eval":
         run_dir = _run_folder(job_dir, step.get("run"), inside_job=kind != "eval")
         suite = step.get("suite")
