@@ -5,7 +5,8 @@ an evaluation's suite, limit and folders) and nothing executable; the runner
 (``python -m ppcore.jobs run FOLDER``, see ``runner``) rebuilds each step's command line from
 those settings after validating them again (``steps``). Folders are claimed with an exclusive
 mkdir or a lock, names are checked to stay inside their root, at most ``max_jobs()`` jobs run at
-once, and only runners this package started are ever signalled (``process``). Reading runs,
+once (evaluations beyond that wait in a queue, ``queue``), only runners this package started
+are ever signalled (``process``), and only runs under the app's own root are ever deleted. Reading runs,
 statuses, metrics and results is ``ppcore.runs``.
 
 Nothing here imports Streamlit.
@@ -22,16 +23,33 @@ from pathlib import Path
 from .. import runs
 from ..checkpoint import MODEL_FILE, atomic_write_json
 from ..errors import PPCoreError
-from .process import active_jobs, claim_new_folder, job_threads, launch, max_jobs, stop_job
+from .process import (_register_path, active_jobs, claim_new_folder, job_threads, launch,
+                      locked, max_jobs, stop_job)
+from .queue import cancel as cancel_queued
+from .queue import drain as drain_queue
+from .queue import forget_run, queued_entry, queued_evals, submit_eval
 from .steps import DEVICES, SUITES, eval_step, step_argv, train_step
 
-#: the settings the app may pass, and their largest values (the Train page's widgets read this)
+#: the settings the app may pass, and their largest values (the Train page's widgets read this;
+#: None: no bound of the app's own, ``TrainConfig`` validation alone)
 TRAIN_LIMITS = {"lam": 1e6, "xi": None, "eps": None, "alpha": None, "steps": 100,
                 "max_rot": 180.0, "max_trans": 14.0, "epochs": 1000, "batch_size": 4096,
                 "lr": 10.0, "weight_decay": 1.0, "seed": 2**31 - 1, "metrics_every": 10_000,
+                "optimizer": None, "reduction": None, "precision": None,
+                "warmup_iters": 1_000_000, "eps_warmup_iters": 1_000_000,
+                "probe_size": 10_000, "probe_every": 1_000_000, "model_options": None,
                 "limit_train": None, "limit_test": None, "name": None, "note": None}
+#: settings of the job, not of the run's config: where it runs and on how many GPUs
+JOB_SETTINGS = ("device", "gpus")
 #: the most points one sweep trains
 MAX_SWEEP_POINTS = 40
+
+
+def visible_gpus() -> int:
+    """GPUs a training job may spread over, one process each (``distributed.visible_gpus``)."""
+    from .. import distributed
+
+    return distributed.visible_gpus()
 
 
 def device_choices() -> list[str]:
@@ -45,13 +63,21 @@ def check_settings(settings: dict):
     """The validated ``TrainConfig`` of app settings; ``PPCoreError`` names the bad one."""
     from ..config import make_config
 
-    keys = set(settings) - {"device", "dataset", "model", "method"}
+    keys = set(settings) - {"dataset", "model", "method", *JOB_SETTINGS}
     unknown = keys - set(TRAIN_LIMITS)
     if unknown:
         raise PPCoreError(f"unknown training setting(s): {', '.join(sorted(unknown))}")
     device = settings.get("device") or "auto"
     if device not in DEVICES:
         raise PPCoreError(f"unknown device '{device}': choose one of {', '.join(DEVICES)}")
+    gpus = settings.get("gpus", 1)
+    if isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 1:
+        raise PPCoreError(f"the number of GPUs must be a whole number >= 1, got {gpus!r}")
+    if gpus > 1:
+        if device == "cpu":
+            raise PPCoreError("several GPUs need device auto or cuda, not cpu")
+        if gpus > visible_gpus():
+            raise PPCoreError(f"{gpus} GPUs asked for; this machine shows {visible_gpus()}")
     for k in sorted(keys):
         top, v = TRAIN_LIMITS[k], settings[k]
         if top is not None and isinstance(v, (int, float)) and not isinstance(v, bool) \
@@ -75,14 +101,15 @@ def launch_train(settings: dict, *, name: str | None = None,
     (``suite``, ``limit``) to run after it. Returns the run folder."""
     cfg = check_settings(settings)
     device = settings.get("device") or "auto"
-    group = [train_step(cfg, device)] + [
+    group = [train_step(cfg, device, gpus=settings.get("gpus", 1))] + [
         eval_step(".", ev["suite"], ev.get("limit"), ev.get("device", device))
         for ev in then_eval or []]
     root = runs.new_runs_root()
     run_dir = claim_new_folder(root, name if name else _auto_name(settings), unique=not name)
     try:
         launch(run_dir, [group], kind="train",
-               meta={"config": cfg.to_dict(), "device": device, **(meta or {})})
+               meta={"config": cfg.to_dict(), "device": device,
+                     "gpus": settings.get("gpus", 1), **(meta or {})})
     except BaseException:
         shutil.rmtree(run_dir, ignore_errors=True)  # the folder was claimed just above
         raise
@@ -109,6 +136,46 @@ def stop(run_dir: Path) -> bool:
     """Stop the job in ``run_dir`` (training, evaluation or sweep); the trainer saves its
     checkpoint first. A run started elsewhere (the command line) is never signalled."""
     return stop_job(run_dir)
+
+
+def deletable(run_dir: Path) -> str | None:
+    """Why ``run_dir`` cannot be deleted from the app, or None if it can: it must be a run
+    folder under the app's own runs root (``runs.new_runs_root()``; never another root such as
+    checkpoints/, never through a link), and no job may be running in it or on it."""
+    root = runs.new_runs_root()
+    path = Path(run_dir)
+    try:
+        real = path.resolve()
+        rel = real.relative_to(root.resolve())
+    except (ValueError, OSError):
+        return f"only runs under '{root}' can be deleted here"
+    if path.is_symlink() or not rel.parts or any(p.startswith(("_", ".")) for p in rel.parts):
+        return f"only runs under '{root}' can be deleted here"
+    if any(runs.is_within(real, r) for r in runs.run_roots()[:-1]):
+        return "this run lies in another run folder (e.g. checkpoints/): it is never deleted"
+    if not real.is_dir() or not runs.is_run(real):
+        return f"'{rel}' is not a run folder"
+    if runs.read_run(real).active:
+        return "this run is still running: stop it first"
+    for job in active_jobs():
+        if runs.is_within(job.dir, real) or runs.is_within(real, job.dir):
+            return f"a job is running on this run ({job.kind}): stop it first"
+    return None
+
+
+def delete_run(run_dir: Path) -> None:
+    """Delete a run folder the app made, after ``deletable`` allows it (checked again while no
+    job can start). The folder is first renamed away (it vanishes from every list at once),
+    then removed; its waiting evaluations are dropped."""
+    with locked(_register_path() / "lock", "the job list"):
+        reason = deletable(run_dir)
+        if reason:
+            raise PPCoreError(reason)
+        real = Path(run_dir).resolve()
+        gone = real.with_name(f".deleted-{real.name[:60]}-{secrets.token_hex(3)}")
+        real.rename(gone)
+    forget_run(real)
+    shutil.rmtree(gone, ignore_errors=True)
 
 
 def _check_eval(run_dir: Path, suite: str, limit: int | None, source) -> None:
@@ -186,7 +253,9 @@ def stop_sweep(sweep_dir: Path) -> bool:
     return stop_job(sweep_dir)
 
 
-__all__ = ["TRAIN_LIMITS", "MAX_SWEEP_POINTS", "device_choices", "check_settings",
-           "launch_train", "resume_train", "stop", "launch_eval", "stop_eval", "launch_sweep",
+__all__ = ["TRAIN_LIMITS", "JOB_SETTINGS", "MAX_SWEEP_POINTS", "visible_gpus",
+           "device_choices", "check_settings", "launch_train", "resume_train", "stop",
+           "deletable", "delete_run", "launch_eval", "submit_eval", "stop_eval",
+           "queued_evals", "queued_entry", "cancel_queued", "drain_queue", "launch_sweep",
            "stop_sweep", "launch", "stop_job", "active_jobs", "max_jobs", "job_threads",
            "claim_new_folder", "step_argv"]
