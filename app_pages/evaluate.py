@@ -14,7 +14,8 @@ from ppcore.evaluate import SUITES, render_markdown
 st.title("Evaluate")
 st.caption("Run one of the paper's evaluation suites on one or more checkpoints. Evaluations "
            "run in the background and are saved beside each checkpoint (`eval/<suite>.json`), "
-           "so a reload shows them at once.")
+           "so a reload shows them at once. Beyond the jobs that may run at once, they wait "
+           "in a queue and start one after another.")
 
 runs = ui.model_runs()
 if not runs:
@@ -68,20 +69,27 @@ if len(mixed) > 1:
 if c3.button("Run evaluation", type="primary", icon=":material/play_arrow:",
              disabled=not chosen, width="stretch"):
     for n in chosen:
-        state = run_dirs.eval_state(by_name[n].path, suite, lim, source)
-        if state.state == "running":
-            continue
         try:
-            jobs.launch_eval(by_name[n].path, suite, lim, "cpu" if device == "auto" else device,
-                             source)
+            jobs.submit_eval(by_name[n].path, suite, lim,
+                             "cpu" if device == "auto" else device, source)
         except (PPCoreError, OSError) as exc:
             st.error(f"{n}: {exc}", icon=":material/error:")
 
 if not chosen:
     st.stop()
 
-states = {n: run_dirs.eval_state(by_name[n].path, suite, lim, source) for n in chosen}
-any_running = any(s.state == "running" for s in states.values())
+try:  # a slot freed by a runner that could not start the next one itself
+    jobs.drain_queue()
+except (PPCoreError, OSError) as exc:
+    st.warning(f"the queue of evaluations is busy: {exc}", icon=":material/hourglass:")
+
+
+def _busy() -> bool:
+    return any(run_dirs.eval_state(by_name[n].path, suite, lim, source).state == "running"
+               or jobs.queued_entry(by_name[n].path, suite, lim, source) for n in chosen)
+
+
+any_running = _busy()
 
 
 def _metric(row: dict) -> tuple[str, float | None, float | None]:
@@ -98,6 +106,7 @@ def results(was_running: bool) -> None:
     import plotly.graph_objects as go
 
     now = {n: run_dirs.eval_state(by_name[n].path, suite, lim, source) for n in chosen}
+    waiting = {n: jobs.queued_entry(by_name[n].path, suite, lim, source) for n in chosen}
     for n, s in now.items():  # nothing at this size: show what was saved at another
         if s.state == "none" and source is None:
             other = run_dirs.latest_eval(by_name[n].path, suite)
@@ -111,6 +120,13 @@ def results(was_running: bool) -> None:
                                         f"{s.fraction:.0%}")
             if b.button("Stop", key=f"stop-{n}", icon=":material/stop:"):
                 jobs.stop_eval(by_name[n].path, suite, lim, source)
+        elif waiting[n]:
+            a, b = st.columns([5, 1], vertical_alignment="center")
+            a.markdown(f"{ui.status_badge('queued')} **{ui.literal(n)}**: waiting for a free "
+                       f"job slot ({_ordinal(waiting[n]['position'])} in line)")
+            if b.button("Cancel", key=f"cancel-{n}", icon=":material/close:"):
+                jobs.cancel_queued(waiting[n]["id"])
+                st.rerun()
         elif s.state == "failed":
             st.error(f"{n}: the evaluation failed: {s.error}", icon=":material/error:")
         elif s.state == "stopped":
@@ -125,7 +141,7 @@ def results(was_running: bool) -> None:
             st.warning(f"{n}: this result predates the checkpoint (it was trained again "
                        f"since): run the evaluation again.", icon=":material/history:")
     if not done:
-        if was_running and not any(s.state == "running" for s in now.values()):
+        if was_running and not _busy():
             st.rerun()
         return
 
@@ -215,8 +231,12 @@ def results(was_running: bool) -> None:
                                f"{suite}.md", mime="text/markdown", key=f"md-{n}",
                                on_click="ignore")
             st.markdown(md)
-    if was_running and not any(s.state == "running" for s in now.values()):
+    if was_running and not _busy():
         st.rerun()
+
+
+def _ordinal(k: int) -> str:
+    return f"{k}{'th' if 10 <= k % 100 < 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(k % 10, 'th')}"
 
 
 results(any_running)

@@ -1,4 +1,5 @@
-"""Train: settings on top, live Figure 1 (d_per against d_intra) of any run below."""
+"""Train: settings on top, live Figure 1 (d_per against d_intra) beside the robustness meter
+(accuracy under PGD-10 on a fixed probe set) of any run below."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ import streamlit as st
 from app_pages import ui
 from ppcore import jobs
 from ppcore import runs as run_dirs
-from ppcore.config import DEFAULT_MODEL, make_config
+from ppcore.config import DEFAULT_MODEL, OPTIMIZERS, PRECISIONS, REDUCTIONS, make_config
 from ppcore.data import DATASETS
+from ppcore.device import pick_device, resolve_precision
 from ppcore.errors import PPCoreError
 from ppcore.methods import METHODS, preset
-from ppcore.models import MODELS
+from ppcore.models import INITS, MODELS
+from ppcore.train import PROBE_STEPS
 
 st.title("Train")
 st.caption("Train a model with any method and watch the paper's Figure 1 form: the distance "
@@ -33,16 +36,30 @@ HYPER = {  # method hyper-parameter -> (label, help, step, format)
 LIMITS = [1000, 2000, 5000, 10000, 20000, 0]
 
 
+OPTION_HELP = {"padding": "Table 6 gives no padding: valid (28 → 1×1×64, 219k parameters) or "
+                          "same (28 → 7×7×64, 1.7M parameters).",
+               "init": "he_zero_last: He with a zero last layer (every logit starts at 0); he; "
+                       "torch: PyTorch's default.",
+               "depth": "WideResNet depth (6n+4)", "width": "WideResNet widening factor"}
+#: every option of every model, by name (the same name has the same meaning in each model)
+OPTIONS = {k: o for spec in MODELS.values() for k, o in spec.options.items()}
+PRECISION_HELP = ("auto: bf16 autocast with channels_last where the hardware does bf16 "
+                  "natively (GPUs with bf16, CPUs with AVX512-BF16 or AMX), else fp32. bf16 "
+                  "elsewhere is honoured but emulated (slow).")
+
+
 def _defaults(ds: str, method: str) -> dict:
     cfg = make_config(ds, None, method)
-    return {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr}
+    return {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr,
+            "optimizer": cfg.optimizer}
 
 
 def _apply_preset() -> None:
     """The paper's settings of the method on the data set (λ, ξ, ... and, where the method
-    needs another, the learning rate); epochs and batch size stay as they are."""
+    needs others, the optimiser and learning rate); epochs and batch size stay as they are."""
     ds, method = st.session_state.train_ds, st.session_state.train_method
     st.session_state.train_lr = _defaults(ds, method)["lr"]
+    st.session_state.train_optimizer = _defaults(ds, method)["optimizer"]
     for k, v in preset(method, ds).items():
         if k in HYPER or k == "lr":
             st.session_state[f"train_{k}"] = v
@@ -71,6 +88,21 @@ ui.from_url("train_seed", 0, int, param="seed", lo=0, hi=TOP["seed"])
 ui.from_url("train_limit", 10000, int, param="limit", choices=LIMITS)
 ui.from_url("train_device", "auto", param="device", choices=jobs.device_choices())
 ui.from_url("train_every", 10, int, param="every", lo=1, hi=1000)
+ui.from_url("train_optimizer", _defaults(ds0, m0)["optimizer"], param="opt",
+            choices=list(OPTIMIZERS))
+ui.from_url("train_reduction", "mean", param="red", choices=list(REDUCTIONS))
+ui.from_url("train_precision", "auto", param="prec", choices=list(PRECISIONS))
+ui.from_url("train_warmup_iters", 0, int, param="warmup", lo=0, hi=TOP["warmup_iters"])
+ui.from_url("train_eps_warmup_iters", 0, int, param="epswarm", lo=0,
+            hi=TOP["eps_warmup_iters"])
+ui.from_url("train_probe_size", 200, int, param="probe", lo=0, hi=TOP["probe_size"])
+ui.from_url("train_probe_every", 0, int, param="probe_every", lo=-1, hi=TOP["probe_every"])
+for k, o in OPTIONS.items():
+    ui.from_url(f"train_opt_{k}", o.default, o.kind, param=f"o.{k}",
+                choices=list(o.choices) if o.choices else None, lo=o.low, hi=o.high)
+GPUS = jobs.visible_gpus()
+if GPUS > 1:
+    ui.from_url("train_gpus", 1, int, param="gpus", lo=1, hi=GPUS)
 
 c1, c2, c3 = st.columns([1, 1.15, 1.15], gap="medium")
 with c1:
@@ -107,7 +139,10 @@ with c2:
                                                   format=fmt, key=f"train_{k}", help=help_))
     p = preset(method, ds)
     if p:
-        shown = ", ".join(f"{HYPER[k][0].split(' ')[0] if k in HYPER else k} = {v:.4g}"
+        shown = ", ".join(f"{HYPER[k][0].split(' ')[0] if k in HYPER else k} = "
+                          + (f"{v:.4g}" if isinstance(v, (int, float)) else
+                             "/".join(f"{m:.2g}" for m in v) or "none"
+                             if isinstance(v, (tuple, list)) else str(v))
                           for k, v in p.items())
         st.button(f"Paper's preset ({shown})", on_click=_apply_preset, icon=":material/restore:",
                   help=f"the settings of the paper (or of the method's own paper) for "
@@ -125,7 +160,8 @@ with c3:
                            key="train_batch_size")
     lr = b.number_input("Learning rate", min_value=0.0, max_value=TOP["lr"], step=0.005,
                         format="%.4g", key="train_lr",
-                        help="SGD with momentum 0.9; ×0.1 at 50% and 75%.")
+                        help="×0.1 at 50% and 75% of the run (the method's own schedule "
+                             "where its paper gives one).")
     seed = a.number_input("Seed", min_value=0, max_value=TOP["seed"], step=1, key="train_seed")
     device = b.selectbox("Device", jobs.device_choices(), key="train_device")
     every = a.number_input("Metrics every", min_value=1, max_value=1000, step=5,
@@ -133,13 +169,79 @@ with c3:
     name = b.text_input("Run name", key="train_name", placeholder="automatic",
                         help="the folder under runs/; letters, digits, - _ . =")
 
+d1, d2, d3 = st.columns([1, 1.15, 1.15], gap="medium")
+with d1:
+    st.subheader("Network options", divider="gray")
+    options: dict = {}
+    for k, o in MODELS[model].options.items():
+        key = f"train_opt_{k}"
+        if o.choices:
+            if st.session_state.get(key) not in o.choices:
+                st.session_state[key] = o.default if o.default in o.choices else o.choices[0]
+            options[k] = st.selectbox(k.capitalize(), list(o.choices), key=key,
+                                      help=OPTION_HELP.get(k))
+        else:
+            options[k] = st.number_input(k.capitalize(), min_value=o.low, max_value=o.high,
+                                         step=1, key=key, placeholder="the model's default",
+                                         help=OPTION_HELP.get(k))
+    options = {k: v for k, v in options.items() if v is not None}
+
+with d2:
+    st.subheader("Schedule", divider="gray")
+    a, b = st.columns(2)
+    optimizer = a.selectbox("Optimizer", list(OPTIMIZERS), key="train_optimizer",
+                            help="sgd: momentum 0.9; adam: betas 0.9, 0.999")
+    warmup = b.number_input("LR warm-up (iterations)", min_value=0,
+                            max_value=TOP["warmup_iters"], step=50, key="train_warmup_iters",
+                            help="the learning rate rises linearly from 0 (0: none)")
+    extra: dict = {}
+    if METHODS[method].pair is not None:
+        extra["reduction"] = a.selectbox(
+            "Eq. (1) reduction", list(REDUCTIONS), key="train_reduction",
+            help="the pairing term over the batch: λ · mean, or λ · sum (the printed 1/(2m) "
+                 "may or may not reach it)")
+    if "eps" in METHODS[method].params:
+        extra["eps_warmup_iters"] = int(b.number_input(
+            "ε warm-up (iterations)", min_value=0, max_value=TOP["eps_warmup_iters"], step=50,
+            key="train_eps_warmup_iters", help="the attack budget rises linearly (0: none)"))
+
+with d3:
+    st.subheader("Arithmetic and meter", divider="gray")
+    a, b = st.columns(2)
+    precision = a.selectbox("Precision", list(PRECISIONS), key="train_precision",
+                            help=PRECISION_HELP)
+    try:
+        a.caption(f"{precision} → **{resolve_precision(precision, pick_device(device))}** "
+                  f"on this machine's {device if device != 'auto' else 'best'} device")
+    except PPCoreError as exc:
+        a.caption(str(exc))
+    gpus = 1
+    if GPUS > 1:
+        gpus = int(b.number_input("GPUs", min_value=1, max_value=GPUS, step=1, key="train_gpus",
+                                  help="one training process per GPU (torchrun, "
+                                       "DistributedDataParallel); the batch is shared"))
+    probe_size = a.number_input("Meter: test images", min_value=0, max_value=TOP["probe_size"],
+                                step=50, key="train_probe_size",
+                                help=f"the robustness meter: accuracy under PGD-{PROBE_STEPS} "
+                                     f"on this many test images (0: off)")
+    probe_every = b.number_input("Meter every", min_value=-1, max_value=TOP["probe_every"],
+                                 step=50, key="train_probe_every",
+                                 help="iterations between readings; 0: automatic (about 5% of "
+                                      "the run), -1: epoch ends only")
+
 settings = {"dataset": ds, "model": model, "method": method, **values, "epochs": int(epochs),
             "batch_size": int(batch), "lr": float(lr), "seed": int(seed), "device": device,
-            "limit_train": int(limit) or None, "metrics_every": int(every)}
+            "limit_train": int(limit) or None, "metrics_every": int(every),
+            "optimizer": optimizer, "warmup_iters": int(warmup), "precision": precision,
+            "probe_size": int(probe_size), "probe_every": int(probe_every),
+            "model_options": options, "gpus": gpus, **extra}
 link_run = st.query_params.get("run")  # read before the settings are written back
 url = {"ds": ds, "method": method, "model": model, **values, "epochs": int(epochs),
        "bs": int(batch), "lr": float(lr), "seed": int(seed), "limit": int(limit),
-       "device": device, "every": int(every)}
+       "device": device, "every": int(every), "opt": optimizer, "warmup": int(warmup),
+       "red": extra.get("reduction"), "epswarm": extra.get("eps_warmup_iters"),
+       "prec": precision, "probe": int(probe_size), "probe_every": int(probe_every),
+       **{f"o.{k}": v for k, v in options.items()}, "gpus": gpus if GPUS > 1 else None}
 
 problem = None
 try:
@@ -191,7 +293,8 @@ tails = st.session_state.setdefault("train_tails", {})
 
 COLOURS = {"d_per": "#d62728", "d_intra": "#1f77b4", "d_inter": "#9aa5b1", "loss": "#333333",
            "ce": "#1f77b4", "reg": "#d62728", "ce_clean": "#1f77b4", "ce_adv": "#ff7f0e",
-           "pair": "#d62728", "kl": "#d62728", "train_acc": "#9aa5b1", "test_acc": "#2ca02c"}
+           "pair": "#d62728", "kl": "#d62728", "train_acc": "#9aa5b1", "test_acc": "#2ca02c",
+           "robust_acc": "#9467bd"}
 
 
 def _lines(rows: list[dict], keys: dict[str, str], title: str, ytitle: str, *,
@@ -214,6 +317,26 @@ def _lines(rows: list[dict], keys: dict[str, str], title: str, ytitle: str, *,
     return fig
 
 
+def _confirm_delete(info) -> None:
+    box = st.container(border=True)
+    box.warning(f"Delete **{ui.literal(info.name)}** and every file in "
+                f"`{ui.short(info.path)}` (weights, metrics, evaluations)? This cannot be "
+                f"undone.", icon=":material/delete_forever:")
+    a, b = box.columns(2)
+    if a.button("Delete for good", type="primary", key=f"delete-yes-{info.path}"):
+        st.session_state.pop("train_delete", None)
+        try:
+            jobs.delete_run(info.path)
+            st.session_state.pop("train_watch", None)
+            st.toast(f"Deleted {info.name}", icon=":material/delete:")
+            st.rerun()
+        except (PPCoreError, OSError) as exc:
+            st.error(f"could not delete: {exc}", icon=":material/error:")
+    if b.button("Cancel", key=f"delete-no-{info.path}"):
+        st.session_state.pop("train_delete", None)
+        st.rerun()
+
+
 @st.fragment(run_every=1.0 if watched.active else None)
 def live(path: str, was_active: bool) -> None:
     info = run_dirs.read_run(by_path[path].path, by_path[path].root)
@@ -227,7 +350,7 @@ def live(path: str, was_active: bool) -> None:
     epochs = tail.of_type("epoch", "iter", "test_acc")
     frac, elapsed, eta = run_dirs.progress(info, rows)
 
-    head = st.columns([3, 1, 1], vertical_alignment="center")
+    head = st.columns([3, 1, 1, 1], vertical_alignment="center")
     head[0].markdown(f"### {info.name} {ui.status_badge(info.status)}")
     if info.active:
         if head[1].button("Stop", icon=":material/stop:", key=f"stop-{path}",
@@ -246,7 +369,20 @@ def live(path: str, was_active: bool) -> None:
         head[2].page_link("app_pages/attack_lab.py", label="Attack it",
                           icon=":material/science:",
                           query_params={"ds": info.dataset or "mnist", "models": info.name})
-    st.caption(ui.run_caption(info) + f" · `{ui.short(info.path)}`")
+    if jobs.deletable(info.path) is None:
+        head[3].button("Delete", icon=":material/delete:", key=f"delete-{path}",
+                       on_click=lambda: st.session_state.update(train_delete=path),
+                       help="remove this run's folder (asks first)")
+    if st.session_state.get("train_delete") == path:
+        _confirm_delete(info)
+    start = next((r for r in reversed(rows) if r.get("type") == "start"), None) or {}
+    made = {k: start.get(k, (info.record or {}).get(k)) for k in ("precision", "machine",
+                                                                  "world_size")}
+    procs = made["world_size"] if isinstance(made["world_size"], int) else 1
+    where = " · ".join(str(v)[:120] for v in (
+        made["precision"], made["machine"], f"{procs} processes" if procs > 1 else None) if v)
+    st.caption(ui.run_caption(info) + (f" · {ui.literal(where)}" if where else "")
+               + f" · `{ui.short(info.path)}`")
     if info.detail:
         st.error(info.detail, icon=":material/error:")
 
@@ -284,20 +420,33 @@ def live(path: str, was_active: bool) -> None:
                                "Figure 1: distances between logits", "l2 distance",
                                dash={"d_inter": "dot"}),
                         config=ui.PLOTLY_CONFIG, key=f"fig1-{path}")
+        meter = sorted(tail.of_type("probe", "iter", "robust_acc")
+                       + tail.of_type("epoch", "iter", "robust_acc"), key=lambda r: r["iter"])
+        size = (start.get("config") or info.config or {}).get("probe_size")
+        label = (f"accuracy under PGD-{PROBE_STEPS} on {size if size else 'the'} test images")
+        if meter:
+            g2.plotly_chart(_lines(meter, {"robust_acc": label}, "Robustness meter",
+                                   "robust accuracy", markers=("robust_acc",)),
+                            config=ui.PLOTLY_CONFIG, key=f"meter-{path}")
+        else:
+            g2.info("No robustness meter in this run's metrics (it was off, or the run "
+                    "predates it).", icon=":material/speed:")
+        g3, g4 = st.columns(2)
         terms = {k: k for k in iters[-1] if k in ("loss", "ce", "reg", "ce_clean", "ce_adv",
                                                    "pair", "kl")}
-        g2.plotly_chart(_lines(iters, terms, "Loss terms", "value"), config=ui.PLOTLY_CONFIG,
+        g3.plotly_chart(_lines(iters, terms, "Loss terms", "value"), config=ui.PLOTLY_CONFIG,
                         key=f"loss-{path}")
         acc_rows = [{"iter": r["iter"], "train_acc": r["train_acc"]} for r in iters] + \
             [{"iter": r["iter"], "test_acc": r["test_acc"]} for r in epochs]
-        st.plotly_chart(_lines(acc_rows, {"train_acc": "train (batch)",
+        g4.plotly_chart(_lines(acc_rows, {"train_acc": "train (batch)",
                                           "test_acc": "test (end of epoch)"},
-                               "Accuracy", "accuracy", height=260, markers=("test_acc",)),
+                               "Accuracy", "accuracy", markers=("test_acc",)),
                         config=ui.PLOTLY_CONFIG, key=f"acc-{path}")
         st.caption("The paper's finding: with normal training d_per stays above d_intra (a "
                    "barely visible noise moves the logits further than the change from one "
                    "digit to another of its class); the perceptual prior (λ > 0) brings d_per "
-                   "below d_intra.")
+                   "below d_intra, and the meter beside it shows robustness appear as it "
+                   "does.")
     if info.job is not None and info.status in ("failed", "died", "damaged"):
         with st.expander("Log"):
             st.code(run_dirs.log_tail(info.path), language=None)
