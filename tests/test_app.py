@@ -272,12 +272,106 @@ def test_train_starts_a_background_run_and_stop_keeps_its_checkpoint(tiny_runs):
             time.sleep(0.3)
 
 
-def test_train_page_shows_a_finished_runs_figure_1(tiny_runs):  # noqa: F811
+def test_train_page_shows_a_finished_runs_figure_1_beside_its_meter(tiny_runs):  # noqa: F811
     at = open_page("train", query={"run": "mnist-proposed"})
     assert at.session_state["train_watch"] == str(tiny_runs["mnist-proposed"])
     assert "### mnist-proposed" in markdown(at)
     assert at.query_params["run"] in ("mnist-proposed", ["mnist-proposed"])
-    assert len(at.get("plotly_chart")) == 3 and len(at.metric) == 5
+    charts = [c.key.split("-")[0] for c in at.get("plotly_chart")]
+    assert charts == ["fig1", "meter", "loss", "acc"] and len(at.metric) == 5
+    meter = json.loads(at.get("plotly_chart")[1].proto.spec)["data"][0]
+    assert meter["name"] == "accuracy under PGD-10 on 200 test images"
+    record = json.loads((tiny_runs["mnist-proposed"] / "model.json").read_text())
+    assert f"{record['precision']} · {ui_literal(record['machine'])}" in markdown(at)
+    # a run whose metrics hold no meter reading says so instead of drawing an empty chart
+    bare = tiny_runs["runs"] / "no-meter"
+    shutil.copytree(tiny_runs["mnist-normal"], bare)
+    try:
+        rows = [json.loads(r) for r in (bare / "metrics.jsonl").read_text().splitlines()]
+        (bare / "metrics.jsonl").write_text("".join(
+            json.dumps({k: v for k, v in r.items() if k != "robust_acc"}) + "\n" for r in rows))
+        at = open_page("train", query={"run": "no-meter"})
+        assert [c.key.split("-")[0] for c in at.get("plotly_chart")] == ["fig1", "loss", "acc"]
+        assert any("No robustness meter" in t for t in texts(at, "info"))
+    finally:
+        shutil.rmtree(bare)
+
+
+def ui_literal(text: str) -> str:
+    from app_pages.ui import literal
+
+    return literal(text)
+
+
+def test_train_new_settings_come_from_and_go_to_the_link(tiny_runs):  # noqa: F811
+    link = {"prec": "fp32", "opt": "adam", "red": "sum", "o.padding": "same", "o.init": "he",
+            "warmup": "100", "probe": "50", "probe_every": "-1"}
+    at = open_page("train", query={**link, "method": "proposed"})
+    got = {"prec": at.selectbox(key="train_precision").value,
+           "opt": at.selectbox(key="train_optimizer").value,
+           "red": at.selectbox(key="train_reduction").value,
+           "o.padding": at.selectbox(key="train_opt_padding").value,
+           "o.init": at.selectbox(key="train_opt_init").value,
+           "warmup": str(at.number_input(key="train_warmup_iters").value),
+           "probe": str(at.number_input(key="train_probe_size").value),
+           "probe_every": str(at.number_input(key="train_probe_every").value)}
+    assert got == link and not at.error
+    assert "fp32 → **fp32**" in markdown(at)
+    assert {k: at.query_params[k] for k in link} in (link, {k: [v] for k, v in link.items()})
+    assert "train_eps_warmup_iters" not in [w.key for w in at.number_input]  # not adversarial
+    assert "train_gpus" not in [w.key for w in at.number_input]  # one GPU at most here
+    at.selectbox(key="train_precision").set_value("bf16").run()
+    assert at.query_params["prec"] in ("bf16", ["bf16"])
+    at.selectbox(key="train_method").set_value("pgd_at").run()
+    assert "train_eps_warmup_iters" in [w.key for w in at.number_input]
+    assert "train_reduction" not in [w.key for w in at.selectbox]  # no pairing term
+    assert at.selectbox(key="train_optimizer").value == "adam"  # Madry et al.'s recipe
+    at = open_page("train", query={"o.padding": "diagonal", "probe": "99999"})
+    assert at.selectbox(key="train_opt_padding").value == "valid"
+    assert at.number_input(key="train_probe_size").value == 10000
+    assert len(texts(at, "warning")) == 2
+
+
+def test_train_offers_several_gpus_and_launches_through_torchrun(tiny_runs,  # noqa: F811
+                                                                  monkeypatch):
+    from ppcore import distributed
+
+    monkeypatch.setattr(distributed, "visible_gpus", lambda: 2)
+    at = open_page("train", query={"gpus": "2"}, state={"train_name": "two-gpus"})
+    assert at.number_input(key="train_gpus").value == 2
+    assert at.query_params["gpus"] in ("2", ["2"])
+    next(b for b in at.button if b.label == "Start training").click().run()
+    run = tiny_runs["runs"] / "two-gpus"
+    try:
+        step = runs.read_job(run).groups[0][0]
+        assert step["gpus"] == 2
+        argv = jobs.step_argv(run, "train", step)
+        assert argv[2:5] == ["torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+        assert argv[argv.index("--config") + 1] == str(run.resolve() / "train-config.json")
+    finally:
+        # the runner, in a process that sees no GPU, refuses the step: nothing is launched
+        end = time.time() + 60
+        while runs.read_run(run).active and time.time() < end:
+            time.sleep(0.3)
+        job = runs.read_job(run)
+        shutil.rmtree(run)
+    assert job.state == "failed" and "asks for 2 GPUs" in job.error
+
+
+def test_train_deletes_an_old_run_after_asking(tiny_runs):  # noqa: F811
+    old = tiny_runs["runs"] / "old-run"
+    shutil.copytree(tiny_runs["mnist-normal"], old)
+    at = open_page("train", query={"run": "mnist-normal"})
+    assert not any(b.label == "Delete" for b in at.button)  # under checkpoints/: never
+    at = open_page("train", query={"run": "old-run"})
+    next(b for b in at.button if b.label == "Delete").click().run()
+    assert any("cannot be undone" in w for w in texts(at, "warning")) and old.is_dir()
+    next(b for b in at.button if b.label == "Cancel").click().run()
+    assert old.is_dir() and not any(b.label == "Delete for good" for b in at.button)
+    next(b for b in at.button if b.label == "Delete").click().run()
+    next(b for b in at.button if b.label == "Delete for good").click().run()
+    assert not old.exists() and not at.exception
+    assert "old-run" not in [r.name for r in runs.list_runs()]
 
 
 # -- evaluate and sweep --------------------------------------------------------------------
@@ -321,6 +415,27 @@ def test_evaluate_runs_in_the_background_with_a_progress_bar(tiny_runs):  # noqa
     at.run()  # a reload reads the saved result: nothing is computed again
     assert not at.progress and len(at.dataframe) == 1
     assert "mnist-fgsm_at" in at.dataframe[0].value.columns
+
+
+def test_evaluate_queues_what_exceeds_the_job_cap(tiny_runs, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("PPCORE_MAX_JOBS", "1")
+    at = open_page("evaluate", query={"ckpts": "mnist-proposed,mnist-fgsm_at",
+                                      "suite": "sanity", "limit": "200"})
+    next(b for b in at.button if b.label == "Run evaluation").click().run()
+    try:
+        assert not at.error, texts(at, "error")
+        assert len(at.progress) == 1 and "mnist-proposed" in at.progress[0].proto.text
+        assert ":gray-badge[queued]" in markdown(at) and "1st in line" in markdown(at)
+        next(b for b in at.button if b.label == "Cancel").click().run()
+        assert jobs.queued_evals() == [] and "queued" not in markdown(at)
+    finally:
+        jobs.stop_eval(tiny_runs["mnist-proposed"], "sanity", 200)
+        for q in jobs.queued_evals():
+            jobs.cancel_queued(q["id"])
+        end = time.time() + 60
+        while runs.eval_state(tiny_runs["mnist-proposed"], "sanity", 200).state == "running" \
+                and time.time() < end:
+            time.sleep(0.3)
 
 
 def test_evaluate_offers_a_source_model_for_the_blackbox_suite(tiny_runs):  # noqa: F811

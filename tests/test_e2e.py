@@ -170,3 +170,16 @@ def test_an_uploaded_image_is_attacked_in_the_browser(app_url, page, tmp_path):
     assert page.get_by_role("button", name="Download PNG").count() == 3
     no_exception(page)
     screenshot(page, "attack_lab")
+
+
+def test_the_train_page_shows_the_new_settings_and_the_meter(app_url, page):
+    page.goto(app_url + "/train?run=mnist-proposed&prec=fp32&opt=adam")
+    settle(page)
+    no_exception(page)
+    for label in ("Precision", "Optimizer", "Meter: test images", "LR warm-up (iterations)"):
+        page.get_by_text(label, exact=True).first.wait_for(timeout=30_000)
+    # the meter beside Figure 1, or the line saying this run has none
+    page.get_by_text("Figure 1: distances between logits").first.wait_for(timeout=30_000)
+    meter = page.get_by_text("Robustness meter", exact=True)
+    assert meter.count() >= 1 or page.get_by_text("No robustness meter").count() == 1
+    assert "prec=fp32" in page.url and "opt=adam" in page.url

@@ -274,3 +274,99 @@ def test_jobs_beyond_the_cap_are_refused_with_a_message(roots, monkeypatch):
     finally:
         jobs.stop(first)
         wait_for(lambda: not runs.read_run(first).active, timeout=60)
+
+
+# -- settings as a file, several GPUs, the evaluation queue, deleting runs --------------------
+
+def test_a_training_step_passes_its_settings_as_a_file(roots):
+    import argparse
+
+    from ppcore.commands.train import add_arguments, config_from_args
+    from ppcore.jobs.steps import prepare_step, train_step
+
+    cfg = jobs.check_settings({
+        "dataset": "mnist", "method": "proposed", "optimizer": "adam", "reduction": "sum",
+        "precision": "fp32", "warmup_iters": 30, "probe_size": 50, "probe_every": -1,
+        "model_options": {"padding": "same", "init": "he"}})
+    run = roots[1] / "as-file"
+    run.mkdir()
+    argv = prepare_step(run, "train", train_step(cfg, "cpu"))
+    flags = [a for a in argv if a.startswith("--")]
+    assert argv[1:4] == ["-m", "ppcore", "train"] and flags == [
+        "--config", "--out", "--device", "--no-progress"]
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    assert config_from_args(p.parse_args(argv[4:])) == cfg  # the trainer reads back every field
+    with pytest.raises(PPCoreError, match="at most 10000"):
+        jobs.check_settings({"dataset": "mnist", "probe_size": 20000})
+    with pytest.raises(PPCoreError, match="optimizer must be one of"):
+        jobs.check_settings({"dataset": "mnist", "optimizer": "lbfgs"})
+
+
+def test_several_gpus_launch_through_torchrun(roots, monkeypatch):
+    from ppcore import distributed
+    from ppcore.jobs.steps import train_step
+
+    cfg = jobs.check_settings({"dataset": "mnist", "method": "normal"})
+    step = train_step(cfg, "auto", gpus=2)
+    with pytest.raises(PPCoreError, match="asks for 2 GPUs; this machine shows"):
+        jobs.step_argv(roots[1], "train", step)
+    monkeypatch.setattr(distributed, "visible_gpus", lambda: 2)
+    argv = jobs.step_argv(roots[1], "train", step)
+    assert argv[:5] == ["python", "-m", "torch.distributed.run", "--standalone",
+                        "--nproc-per-node=2"] and argv[5:8] == ["-m", "ppcore", "train"]
+    with pytest.raises(PPCoreError, match="3 GPUs asked for"):
+        jobs.check_settings({"dataset": "mnist", "gpus": 3})
+    with pytest.raises(PPCoreError, match="not cpu"):
+        jobs.check_settings({"dataset": "mnist", "gpus": 2, "device": "cpu"})
+
+
+def test_the_queue_runs_two_evaluations_one_after_the_other(roots, monkeypatch):
+    from tests.app_fixtures import untrained_checkpoint
+
+    monkeypatch.setenv("PPCORE_MAX_JOBS", "1")
+    a = untrained_checkpoint(roots[1] / "a", "mnist")
+    b = untrained_checkpoint(roots[1] / "b", "mnist")
+    assert jobs.submit_eval(a, "whitebox", 20) == "running"
+    assert jobs.submit_eval(b, "whitebox", 20) == "queued"
+    assert jobs.submit_eval(b, "whitebox", 20) == "queued"  # once in the queue, not twice
+    assert [(e["run"], e["position"]) for e in jobs.queued_evals()] == [(str(b.resolve()), 1)]
+    assert runs.eval_state(b, "whitebox", 20).state == "none"
+    # the first job's runner starts the second when it ends: nothing here drains the queue
+    wait_for(lambda: runs.eval_state(b, "whitebox", 20).state in ("done", "failed"),
+             timeout=240)
+    first, second = (runs.eval_state(r, "whitebox", 20) for r in (a, b))
+    assert first.state == second.state == "done", runs.log_tail(second.job.dir)
+    assert second.result["n_images"] == 20 and jobs.queued_evals() == []
+    assert second.job.started >= first.job.ended  # one after the other
+
+
+def test_deleting_a_run_is_refused_outside_the_root_and_while_it_runs(roots):
+    from tests.app_fixtures import untrained_checkpoint
+
+    shipped = untrained_checkpoint(roots[0] / "shipped", "mnist")
+    link = roots[1] / "link"
+    link.symlink_to(shipped)
+    for path, message in ((shipped, "only runs under"), (link, "only runs under"),
+                          (roots[1], "only runs under"), (roots[1] / "_jobs", "only runs under"),
+                          (roots[1] / "nothing", "not a run folder")):
+        assert message in jobs.deletable(path)
+        with pytest.raises(PPCoreError, match=message):
+            jobs.delete_run(path)
+    assert (shipped / "model.pt").is_file()
+    victim = _sleeper()
+    try:
+        busy = roots[1] / "busy"
+        busy.mkdir()
+        (busy / "status.json").write_text(json.dumps({"status": "running", "pid": victim.pid}))
+        with pytest.raises(PPCoreError, match="still running"):
+            jobs.delete_run(busy)
+        assert busy.is_dir()
+    finally:
+        victim.kill()
+        victim.wait()
+    old = untrained_checkpoint(roots[1] / "old", "mnist")
+    assert jobs.deletable(old) is None
+    jobs.delete_run(old)
+    assert not old.exists() and sorted(p.name for p in roots[1].iterdir()) == [
+        "_jobs", "busy", "link"]  # nothing left behind, not even the renamed folder
