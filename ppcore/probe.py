@@ -2,7 +2,7 @@
 model's answer, and an attack on it, as pictures for the page and as JSON for the HTTP API.
 
 The probe is a thin front over the same pieces as the Streamlit attack lab: models are found by
-``jobs.list_runs`` (``checkpoints/`` and ``runs/``, ``$PPCORE_RUNS``), images go through
+``runs.list_runs`` (``checkpoints/`` and ``runs/``, ``$PPCORE_RUNS``), images go through
 ``images.load_upload`` (the upload checks and MNIST-style preprocessing), attacks run through
 ``lab.attack_image`` with the parameter limits of ``lab.attack_params``. Every bad input raises
 ``PPCoreError`` with one sentence for the person (or program) that sent it.
@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import images, jobs, lab
+from . import images, lab, runs
 from .data import DATASETS, dataset_info
 from .errors import PPCoreError
 
@@ -57,19 +57,19 @@ def upload_limit_mb() -> int:
 # -- models ------------------------------------------------------------------------------------
 
 _runs_lock = threading.Lock()
-_runs_cache: tuple[float, dict[str, jobs.RunInfo]] = (0.0, {})
+_runs_cache: tuple[float, dict[str, runs.RunInfo]] = (0.0, {})
 
 
-def available_runs() -> dict[str, jobs.RunInfo]:
+def available_runs() -> dict[str, runs.RunInfo]:
     """{name: run} of every run folder with a model, as the Streamlit app finds them."""
     global _runs_cache
     with _runs_lock:
-        stamp, runs = _runs_cache
+        stamp, found = _runs_cache
         if time.monotonic() - stamp > _RUNS_TTL_S:
-            runs = {r.name: r for r in jobs.list_runs(with_model=True)
-                    if r.dataset in DATASETS}
-            _runs_cache = (time.monotonic(), runs)
-        return runs
+            found = {r.name: r for r in runs.list_runs(with_model=True)
+                     if r.dataset in DATASETS}
+            _runs_cache = (time.monotonic(), found)
+        return found
 
 
 def model_names(dataset: str | None = None) -> list[str]:

@@ -56,7 +56,7 @@ def test_settings_out_of_range_are_refused_before_anything_starts(roots, bad, me
 
 def test_a_training_job_survives_its_launcher_and_stops_with_its_checkpoint(roots):
     settings = {"dataset": "mnist", "method": "proposed", "epochs": 50, "limit_train": 200,
-                "limit_test": 100, "batch_size": 20, "lr": 0.05, "metrics_every": 1,
+                "limit_test": 100, "batch_size": 20, "lr": 0.01, "metrics_every": 1,
                 "device": "cpu"}
     run = jobs.launch_train(settings, name="stop-me")
     assert run == roots[1] / "stop-me"
@@ -125,7 +125,7 @@ def test_metrics_are_read_incrementally_even_mid_line_and_after_a_restart(tmp_pa
 
 def test_a_sweep_trains_then_evaluates_each_lambda(roots):
     base = {"dataset": "mnist", "method": "proposed", "epochs": 1, "limit_train": 100,
-            "limit_test": 50, "batch_size": 20, "lr": 0.05, "device": "cpu"}
+            "limit_test": 50, "batch_size": 20, "lr": 0.01, "device": "cpu"}
     with pytest.raises(PPCoreError, match="lambda must be >= 0"):
         jobs.launch_sweep(base, [1.0, -3.0])
     sweep_dir = jobs.launch_sweep(base, [1.0], eval_suite="whitebox", eval_limit=10)

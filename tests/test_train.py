@@ -25,7 +25,7 @@ CPU = torch.device("cpu")
 # One short epoch on 2000 images. The adversarial methods train here at eps = 0.1 with 3
 # steps (at the paper's 0.3 PGD training sits at chance for its first few hundred steps), and
 # the spatial pairs with lambda = 0.1: what is tested is that each loss trains, not the presets.
-_SHORT = dict(epochs=1, batch_size=10, lr=0.03, limit_train=2000, limit_test=500, seed=0,
+_SHORT = dict(epochs=1, batch_size=10, lr=0.01, limit_train=2000, limit_test=500, seed=0,
               optimizer="sgd", lr_milestones=(0.5, 0.75), probe_size=0)
 _ADJUST = {name: dict(eps=0.1, alpha=0.04, steps=3) for name, m in METHODS.items()
            if "eps" in m.params}
