@@ -769,3 +769,25 @@ def run_evals(run_dir: Path) -> dict[str, dict]:
         if data is not None:
             out[f.stem] = data
     return out
+
+
+def measured_claim(column: str = "pgd_100",
+                   runs: tuple[str, str] = ("mnist-normal", "mnist-proposed"),
+                   roots: list[Path] | None = None) -> tuple[dict[str, float], int] | None:
+    """``({run: accuracy %}, n images)`` of ``column`` in the white-box evaluations that ship
+    with ``runs`` (the first root that has each; the Home page's headline, measured rather than
+    quoted), or None where any is missing or they were measured on different numbers of
+    images."""
+    found, sizes = {}, set()
+    for name in runs:
+        data = next((d for d in (_result(Path(r) / name / EVAL_DIR / "whitebox.json")
+                                 for r in (roots or run_roots())) if d is not None), None)
+        cell = next((c for c in (data or {}).get("rows", [])
+                     if isinstance(c, dict) and c.get("key") == column), None)
+        if cell is None or not _finite(cell.get("accuracy")):
+            return None
+        found[name] = float(cell["accuracy"])
+        sizes.add(cell.get("images"))
+    if len(sizes) != 1 or not isinstance(next(iter(sizes)), int):
+        return None
+    return found, sizes.pop()

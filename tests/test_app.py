@@ -96,6 +96,32 @@ def test_home_shows_clean_noisy_and_adversarial(tiny_runs):  # noqa: F811
     assert "adversarial" in markdown(at) and "random noise" in markdown(at)
 
 
+def test_home_states_the_measured_pgd_figures_with_their_n(tiny_runs, tmp_path,  # noqa: F811
+                                                           monkeypatch):
+    import shutil
+
+    from ppcore import evaluate
+
+    root = tmp_path / "checkpoints"
+    got = {}
+    for name in ("mnist-normal", "mnist-proposed"):
+        run = root / name
+        shutil.copytree(tiny_runs[name], run)
+        result = evaluate.evaluate(run, "whitebox", limit=20, device="cpu")
+        evaluate.save_result(result, str(run / "eval" / "whitebox.json"), None)
+        got[name] = next(c["accuracy"] for c in result["rows"] if c["key"] == "pgd_100")
+    monkeypatch.setenv(runs.RUNS_ENV, str(root))
+    at = open_page("home")
+    assert not at.error
+    assert (f"Measured here on 20 MNIST test images (PGD-100, ε 0.3, shipped checkpoints): "
+            f"**{got['mnist-normal']:.1f}%**") in markdown(at)
+    assert f"**{got['mnist-proposed']:.1f}%** for the proposed one" in markdown(at)
+    # without evaluations the page states no figure rather than a quoted one
+    monkeypatch.setenv(runs.RUNS_ENV, str(tmp_path / "empty"))
+    at = open_page("home")
+    assert not at.error and "Measured here" not in markdown(at) and "89%" not in markdown(at)
+
+
 # -- attack lab ----------------------------------------------------------------------------
 
 def test_lab_attacks_three_models_with_pgd_and_steps_through_it(tiny_runs):  # noqa: F811
