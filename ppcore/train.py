@@ -313,18 +313,37 @@ class Trainer:
                     "epoch_progress": epoch_progress, "robust_acc": acc,
                     "probe_time_s": self.probe_time})
 
-    def _pick_probe_every(self, seconds_per_iter: float) -> None:
-        """probe_every 0: probe between epoch ends as often as costs PROBE_BUDGET of the run."""
-        if self.cfg.probe_every != 0 or self.probe_data is None or self.probe_every:
+    def _pick_probe_every(self, seconds_per_iter: float | None = None) -> None:
+        """probe_every 0: read the meter between epoch ends as often as keeps all its readings,
+        the epoch end's included, within PROBE_BUDGET of the run. Re-decided after every
+        reading with the dearest reading so far (PGD-10 with early stopping gets dearer as the
+        model gets robust), never more often than before; the iteration time is taken from the
+        second metrics window (the first carries the kernels' warm-up)."""
+        if self.cfg.probe_every != 0 or self.probe_data is None:
             return
-        n = math.ceil(self.probe_time / (PROBE_BUDGET * max(seconds_per_iter, 1e-9)))
+        if seconds_per_iter is not None:
+            self._windows_seen = getattr(self, "_windows_seen", 0) + 1
+            if self._windows_seen != 2:
+                return
+            self._sec_per_iter = seconds_per_iter
+        if not hasattr(self, "_sec_per_iter"):
+            return
+        self._probe_max = max(getattr(self, "_probe_max", 0.0), self.probe_time)
+        # k readings between epoch ends and one at the end against an epoch of training:
+        # (k + 1) * t_probe <= budget * iterations * t_iteration
+        spare = PROBE_BUDGET * self.iters_per_epoch * self._sec_per_iter - self._probe_max
+        k = math.floor(spare / self._probe_max) if self._probe_max > 0 else 0
+        n = self.iters_per_epoch if k < 1 else math.ceil(self.iters_per_epoch / (k + 1))
         n = -(-n // self.cfg.metrics_every) * self.cfg.metrics_every
         # rank 0's timing decides, so that every rank reads the meter at the same iterations
         n = self.dist.broadcast(n)
-        if n < self.iters_per_epoch:
-            self.probe_every = n
-            log.info("robustness meter every %d iterations (%.2fs a reading)", n,
-                     self.probe_time)
+        if self.probe_every is not None:
+            n = max(n, self.probe_every)
+        new = n if n < self.iters_per_epoch else None
+        if new != self.probe_every:
+            log.info("robustness meter every %s (%.2fs a reading)",
+                     f"{new} iterations" if new else "epoch end", self._probe_max)
+        self.probe_every = new
 
     def fit(self, resume: bool = False) -> dict:
         cfg = self.cfg
@@ -438,6 +457,7 @@ class Trainer:
                     and i < n_batches - 1):
                 t_probe = time.perf_counter()
                 self._emit_probe(self.epoch + (i + 1) / n_batches)
+                self._pick_probe_every()
                 probe_s += time.perf_counter() - t_probe
                 t_window += time.perf_counter() - t_probe  # images/s counts training alone
             bar.update()
@@ -461,6 +481,7 @@ class Trainer:
         if self.probe_data is not None:
             robust = {"robust_acc": self._probe(), "probe_time_s": self.probe_time}
             probe_s += self.probe_time
+            self._pick_probe_every()
         summary = {"type": "epoch", "epoch": self.epoch, "iter": self.iteration,
                    "test_acc": test_acc, "train_acc": train_acc,
                    "epoch_time_s": epoch_time, "probe_share": probe_s / max(
