@@ -135,6 +135,9 @@ class Trainer:
         self.test_part = self._part(self.test_data)
         self.probe_part = self._part(self.probe_data) if self.probe_data is not None else None
         self.probe_every = cfg.probe_every if cfg.probe_every > 0 else None
+        # the automatic interval's state: iteration time (from the second metrics window), the
+        # dearest reading so far, and the interval decided last (0: none yet)
+        self._windows_seen, self._sec_per_iter, self._probe_max, self._auto_n = 0, None, 0.0, 0
         self.probe_time = 0.0
         # one permutation for all ranks; the pairs' noise and the metrics' noise per rank
         self.perm_gen = torch.Generator().manual_seed(cfg.seed)
@@ -197,7 +200,7 @@ class Trainer:
             "robust_acc": last.get("robust_acc"),
             "probe": (f"PGD-{PROBE_STEPS} at eps {self.info.eps:g} on the first "
                       f"{len(self.probe_data)} test images, every "
-                      f"{self.probe_every or 'epoch end'} iterations"
+                      + (f"{self.probe_every} iterations" if self.probe_every else "epoch end")
                       if self.probe_data is not None else None),
             "created": _now(),
         }
@@ -322,13 +325,13 @@ class Trainer:
         if self.cfg.probe_every != 0 or self.probe_data is None:
             return
         if seconds_per_iter is not None:
-            self._windows_seen = getattr(self, "_windows_seen", 0) + 1
+            self._windows_seen += 1
             if self._windows_seen != 2:
                 return
             self._sec_per_iter = seconds_per_iter
-        if not hasattr(self, "_sec_per_iter"):
+        if self._sec_per_iter is None:
             return
-        self._probe_max = max(getattr(self, "_probe_max", 0.0), self.probe_time)
+        self._probe_max = max(self._probe_max, self.probe_time)
         # k readings between epoch ends and one at the end against an epoch of training:
         # (k + 1) * t_probe <= budget * iterations * t_iteration
         spare = PROBE_BUDGET * self.iters_per_epoch * self._sec_per_iter - self._probe_max
@@ -337,8 +340,7 @@ class Trainer:
         n = -(-n // self.cfg.metrics_every) * self.cfg.metrics_every
         # rank 0's timing decides, so that every rank reads the meter at the same iterations
         n = self.dist.broadcast(n)
-        if self.probe_every is not None:
-            n = max(n, self.probe_every)
+        n = self._auto_n = max(n, self._auto_n)  # never more often than decided before
         new = n if n < self.iters_per_epoch else None
         if new != self.probe_every:
             log.info("robustness meter every %s (%.2fs a reading)",
