@@ -20,6 +20,8 @@ For the app: ``visible_gpus()`` and ``launch_argv(nproc, module_args)`` (see the
 
 from __future__ import annotations
 
+import contextlib
+
 import datetime as _dt
 import logging
 import os
@@ -182,10 +184,28 @@ def setup(device_spec: str = "auto") -> tuple[Dist, torch.device]:
     return Dist(rank, world, local, backend, device if use_cuda else torch.device("cpu")), device
 
 
-def teardown() -> None:
-    """Leave the process group (every rank, at the end of a command)."""
+def teardown(ok: bool = False) -> None:
+    """Leave the process group (every rank, at the end of a command). ``ok``: the command ended
+    normally on every rank, so the ranks first meet at a barrier; without it one rank can tear
+    gloo down while another still talks to it, and that rank aborts at exit. After an error no
+    barrier is held (the other ranks may never come to it)."""
     if tdist.is_available() and tdist.is_initialized():
+        if ok and tdist.get_world_size() > 1:
+            tdist.barrier()
         tdist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def session(device: str):
+    """``setup(device)`` for a command's body; ``teardown`` after it, with the ranks' barrier
+    only when the body ended normally."""
+    dist, dev = setup(device)
+    try:
+        yield dist, dev
+    except BaseException:
+        teardown()
+        raise
+    teardown(ok=True)
 
 
 class TrainView:

@@ -279,10 +279,29 @@ def read_job(job_dir: Path) -> Job | None:
         job.returncodes = [r for r in rcs if isinstance(r, int)] if isinstance(rcs, list) else []
         job.ended = st.get("ended") if isinstance(st.get("ended"), str) else None
         job.error = str(st["error"])[:300] if st.get("error") else None
+    if job.active and job.pid is None and _launch_in_progress(job_dir):
+        return job  # ``launch`` wrote the settings and is starting the runner right now
     if job.active and not is_our_runner(job.pid, job.start, job_dir):
         job.state = "lost"
         job.error = job.error or log_error(job_dir) or "the job's process ended unexpectedly"
     return job
+
+
+def _launch_in_progress(job_dir: Path) -> bool:
+    """Whether ``jobs.launch`` holds ``job_dir``'s lock: between writing the job's settings and
+    writing its runner's pid, a job is starting, not lost."""
+    import fcntl
+
+    try:
+        with open(Path(job_dir) / LOCK_FILE, "rb") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(f, fcntl.LOCK_UN)
+    except OSError:
+        pass
+    return False
 
 
 def log_error(job_dir: Path, lines: int = 40) -> str | None:

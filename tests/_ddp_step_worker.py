@@ -11,14 +11,11 @@ from ppcore.train import Trainer
 
 
 def main(cases_file: str, out: str) -> None:
-    dist, device = distributed.setup("cpu")
-    try:
+    with distributed.session("cpu") as (dist, device):
         for name, cfg in json.loads(Path(cases_file).read_text()).items():
             # ranks > 0 get a folder of their own, as on another machine: it must stay unmade
             run = Path(out) / (name if dist.is_main else f"{name}-rank{dist.rank}")
             Trainer(TrainConfig.from_dict(cfg), run, device, progress=False, dist=dist).fit()
-    finally:
-        distributed.teardown()
 
 
 if __name__ == "__main__":

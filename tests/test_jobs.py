@@ -370,3 +370,19 @@ def test_deleting_a_run_is_refused_outside_the_root_and_while_it_runs(roots):
     jobs.delete_run(old)
     assert not old.exists() and sorted(p.name for p in roots[1].iterdir()) == [
         "_jobs", "busy", "link"]  # nothing left behind, not even the renamed folder
+
+
+def test_a_job_being_launched_reads_as_starting_not_lost(roots):
+    """Between writing the job's settings and its runner's pid, ``launch`` holds the job's lock:
+    a page (or the queue) reading the job then must see it starting, not failed."""
+    from ppcore.jobs.process import locked
+
+    job_dir = roots[1] / "launching"
+    job_dir.mkdir()
+    spec = {"kind": "eval", "groups": [[]], "meta": {}, "created": runs.now_iso(),
+            "pid": None, "start": None}
+    (job_dir / runs.JOB_FILE).write_text(json.dumps(spec))
+    with locked(job_dir / runs.LOCK_FILE, "test"):
+        assert runs.read_job(job_dir).state == "starting"
+    job = runs.read_job(job_dir)  # nobody is launching it: a launch that died
+    assert job.state == "lost" and job.error

@@ -103,9 +103,8 @@ def run(args: argparse.Namespace) -> int:
 
     attack_params = parse_attack_params(args.attack_param)
     # under torchrun: each process attacks its block of the test set, rank 0 writes the result
-    dist, device = distributed.setup(args.device)
-    progress_file = ProgressFile(args.progress if dist.is_main else None)
-    try:
+    with distributed.session(args.device) as (dist, device):
+        progress_file = ProgressFile(args.progress if dist.is_main else None)
         result = evaluate(args.checkpoint, args.suite, limit=args.limit, device=device,
                           eps=args.eps, steps=args.steps, restarts=args.restarts,
                           batch_size=args.batch_size, seed=args.seed, source=args.source,
@@ -115,8 +114,6 @@ def run(args: argparse.Namespace) -> int:
                           progress=not args.no_progress and dist.is_main,
                           progress_callback=progress_file if args.progress and dist.is_main
                           else None)
-    finally:
-        distributed.teardown()
     if not dist.is_main:
         return 0
     save_result(result, args.json, args.markdown)

@@ -141,11 +141,8 @@ def run(args: argparse.Namespace) -> int:
     from .. import distributed
 
     cfg = config_from_args(args)
-    dist, device = distributed.setup(args.device)
-    try:
+    with distributed.session(args.device) as (dist, device):
         return _train(args, cfg, dist, device)
-    finally:
-        distributed.teardown()
 
 
 def _train(args, cfg, dist, device) -> int:

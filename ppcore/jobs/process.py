@@ -118,7 +118,7 @@ def launch(job_dir: Path, groups: list[list[dict]], *, kind: str, meta: dict | N
     with locked(_register_path() / "lock", "the job list"), \
             locked(job_dir / runs.LOCK_FILE, f"'{job_dir.name}'"):
         old = runs.read_job(job_dir)
-        if old is not None and old.active:
+        if old is not None and old.active and old.pid is not None:  # None: a launch that died
             raise PPCoreError(f"a job is already running in '{job_dir.name}'")
         running = active_jobs()
         if len(running) >= max_jobs():
