@@ -453,12 +453,13 @@ def _pyplot():
 
 class Report:
     def __init__(self, root: Path, out: Path, notes: Path | None, command: str,
-                 pilots: Path | None):
+                 pilots: Path | None, independent: Path | None = None):
         self.root, self.out = Path(root), Path(out)
         self.fig_dir = self.out.parent / "figures"
         self.runs = load_runs(self.root)
         self.notes = load_notes(notes)
         self.pilots = pilots
+        self.independent_file = independent
         self.machine = R.read_json(self.root / "MACHINE.json")
         self.command = command
         self.parts: list[str] = []
@@ -509,6 +510,7 @@ class Report:
         self.note("intro")
         self.headline()
         self.central_claim()
+        self.independent()
         self.checkpoints_section()
         self.whitebox("mnist")
         self.whitebox("fashion-mnist")
@@ -604,6 +606,52 @@ class Report:
         self.add(text)
         self.note("claim")
         self.note("timing")
+
+    def independent(self) -> None:
+        """Issue 9's 'done means': torchattacks' PGD-40 (not ppcore's attack) on the first
+        1000 MNIST test images, from ``scripts/independent_check.py``'s JSON."""
+        title = "## An independent check (torchattacks PGD-40, MNIST)"
+        data = R.read_json(self.independent_file) if self.independent_file else None
+        if not isinstance(data, dict) or not isinstance(data.get("models"), list):
+            self.add(f"{title}\n\nNot run yet: `python scripts/independent_check.py` writes "
+                     f"`{self.independent_file}`.")
+            return
+        att = data.get("attack") or {}
+        rows = []
+        for m in data["models"]:
+            if not isinstance(m, dict):
+                continue
+            folder = str(m.get("folder", "?"))
+            res = m.get("result")
+            if not isinstance(res, dict):
+                rows.append([f"`{folder}`", "–", "–", "–",
+                             f"not checked: {str(m.get('missing', 'no result'))[:120]}"])
+                continue
+            n = int(res.get("n", 0))
+            cells = []
+            for key in ("clean_correct", "pgd40_correct"):
+                k = res.get(key)
+                cells.append(_text(Cell(int(k), n)) if isinstance(k, int) and n else "–")
+            claim = m.get("report_claim")
+            claim_text = (f"{claim['accuracy']:.2f} (n = {claim.get('n')})"
+                          if isinstance(claim, dict) and _finite(claim.get("accuracy")) else "–")
+            checks = "; ".join(
+                f"{v.get('check')}: " + {True: "pass", False: "**FAIL**"}.get(v.get("passed"),
+                                                                              "no claim")
+                for v in m.get("verdicts", []) if isinstance(v, dict))
+            rows.append([f"`{folder}`", *cells, claim_text, checks])
+        self.add(
+            f"{title}\n\nWhat a reviewer runs to check the report without ppcore's attacks: "
+            f"{att.get('library', '?')} {att.get('version', '?')} `{att.get('name', '?')}` "
+            f"(ε {att.get('eps')}, step {att.get('alpha')}, {att.get('steps')} steps, random "
+            f"start) on {att.get('images', '?')}, against the targets of issue 9. Accuracy in % "
+            "with its 95% Wilson interval; 'report' is ppcore's own PGD-40 figure of the same "
+            "model in Table 1.\n\n"
+            + _table(["model", "clean %", "PGD-40 % (torchattacks)", "report's PGD-40 %",
+                      "targets"], rows)
+            + f"\n\n*Made by `{data.get('command', '?')}` on {data.get('machine', '?')} "
+              f"(torch {data.get('torch', '?')}), {data.get('created', '?')}.*")
+        self.note("independent")
 
     def _seed_words(self) -> str:
         seeds = self.seeds()
@@ -1087,10 +1135,11 @@ def _sanity_curves(data: dict | None) -> dict | None:
 def write_report(checkpoints: str | Path = "checkpoints", out: str | Path = "docs/results.md",
                  notes: str | Path | None = "docs/results_notes.md",
                  command: str = "python -m ppcore report",
-                 pilots: str | Path | None = "docs/pilots") -> Path:
+                 pilots: str | Path | None = "docs/pilots",
+                 independent: str | Path | None = "docs/independent_check.json") -> Path:
     """Write the markdown report (and its figures beside it, under figures/); return its path."""
     rep = Report(Path(checkpoints), Path(out), Path(notes) if notes else None, command,
-                 Path(pilots) if pilots else None)
+                 Path(pilots) if pilots else None, Path(independent) if independent else None)
     text = rep.build()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

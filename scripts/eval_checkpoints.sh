@@ -51,7 +51,7 @@ F_TABLE="normal proposed fgsm_at pgd_at alp ablation1 ablation2 ablation3 trades
 phase() {
   case $1 in
     whitebox)
-      for m in $M_TABLE; do ev "mnist-$m" whitebox "${LIMIT_WB:-}"; done
+      for m in $M_TABLE proposed-seed1 proposed-seed2; do ev "mnist-$m" whitebox "${LIMIT_WB:-}"; done
       for m in $F_TABLE; do ev "fashion-mnist-$m" whitebox "${LIMIT_WB:-}"; done ;;
     autoattack)
       for m in $M_TABLE; do ev "mnist-$m" autoattack "${LIMIT_AA:-}"; done

@@ -231,3 +231,48 @@ def test_a_resumed_run_keeps_one_history():
     assert [r.get("iter") for r in kept if r["type"] == "iter"] == [5, 10, 15]
     assert sum(r["type"] == "start" for r in kept) == 2
     assert history(rows + [{"type": "start"}]) == [{"type": "start"}]  # a fresh start
+
+
+def test_the_independent_check_runs_torchattacks_and_the_report_shows_its_verdicts(
+        ckpt_root, tmp_path):
+    """scripts/independent_check.py on real (tiny) runs: torchattacks' PGD-40 counts, the
+    issue's targets judged on them, a missing or tampered model listed as such, all rendered
+    in the report."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("independent_check",
+                                                  REPO / "scripts" / "independent_check.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    root = tmp_path / "checkpoints"
+    for dst in ("mnist-normal", "mnist-proposed"):  # the real run, as both
+        shutil.copytree(ckpt_root / "mnist-normal", root / dst)
+    # the fixture's seed copies have an edited record: the check must refuse their weights
+    shutil.copytree(ckpt_root / "mnist-proposed-seed1", root / "mnist-proposed-seed1")
+    out = tmp_path / "independent.json"
+    assert mod.main(["--n", str(N), "--checkpoints", str(root), "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["attack"]["library"] == "torchattacks" and data["attack"]["steps"] == 40
+    by = {m["folder"]: m for m in data["models"]}
+    assert "no checkpoint" in by["mnist-pgd_at"]["missing"]
+    assert "does not match the weights" in by["mnist-proposed-seed1"]["missing"]
+    normal = by["mnist-normal"]
+    res = normal["result"]
+    assert res["n"] == N and 0 <= res["pgd40_correct"] <= res["clean_correct"] <= N
+    assert normal["verdicts"] == [{"check": "PGD-40 <= 5 %", "passed": res["pgd40"] <= 5.0}]
+    prop = by["mnist-proposed"]
+    claim = prop["report_claim"]
+    assert claim["n"] == N
+    assert [v["passed"] for v in prop["verdicts"]] == [
+        prop["result"]["clean"] >= 98.5,
+        abs(prop["result"]["pgd40"] - claim["accuracy"]) <= 5.0]
+    text = write_report(root, tmp_path / "r.md", None, pilots=None,
+                        independent=out).read_text()
+    section = _section(text, "## An independent check")
+    row = _row(section, "| `mnist-normal` |")
+    assert f"{100.0 * res['pgd40_correct'] / N:.2f} [" in row
+    assert ("pass" if res["pgd40"] <= 5.0 else "**FAIL**") in row
+    assert "not checked: no checkpoint" in _row(section, "| `mnist-pgd_at` |")
+    missing = write_report(root, tmp_path / "r2.md", None, pilots=None,
+                           independent=tmp_path / "none.json").read_text()
+    assert "Not run yet: `python scripts/independent_check.py`" in missing

@@ -29,6 +29,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pilots", default="docs/pilots",
                    help="folder of the pilot runs' JSON (\"Choices the paper leaves open\"; "
                         "default: docs/pilots)")
+    p.add_argument("--independent", default="docs/independent_check.json",
+                   help="the JSON of scripts/independent_check.py (torchattacks' PGD-40 on the "
+                        "shipped MNIST models; default: docs/independent_check.json)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,7 +51,9 @@ def run(args: argparse.Namespace) -> int:
         parts.append(f"--notes {args.notes}")
     if args.pilots != "docs/pilots":
         parts.append(f"--pilots {args.pilots}")
+    if args.independent != "docs/independent_check.json":
+        parts.append(f"--independent {args.independent}")
     path = write_report(args.checkpoints, args.out, args.notes, command=" ".join(parts),
-                        pilots=args.pilots)
+                        pilots=args.pilots, independent=args.independent)
     log.info("report written to %s", path)
     return 0
