@@ -485,8 +485,9 @@ def test_sweep_plots_accuracy_against_lambda(tiny_runs, evaluated):  # noqa: F81
 
 # -- what a link or a run folder may do to the app: nothing but be shown ---------------------
 
-def test_an_oversized_link_is_clamped_with_a_message_and_answers_quickly(tiny_runs):  # noqa: F811
-    t0 = time.time()
+def test_an_oversized_link_is_clamped_with_a_message(tiny_runs):  # noqa: F811
+    """The bound on work is the clamp itself (asserted here), not a wall-clock figure: speed
+    is bench/bench_app.py's business."""
     at = open_page("lab", query={"attack": "pgd", "p.steps": "20000", "p.restarts": "1000",
                                  "models": "mnist-normal"})
     assert at.number_input(key="lab_p_pgd_steps").value == 1000
@@ -496,7 +497,6 @@ def test_an_oversized_link_is_clamped_with_a_message_and_answers_quickly(tiny_ru
     at = open_page("lab", query={"attack": "spatial_grid", "p.translations": "100000",
                                  "models": "mnist-normal"})
     assert at.number_input(key="lab_p_spatial_grid_translations").value == 15
-    assert time.time() - t0 < 120
 
 
 def test_the_library_refuses_what_no_widget_allows():
