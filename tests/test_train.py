@@ -96,12 +96,17 @@ def test_killed_run_resumes_from_its_checkpoint(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(_train_cmd(out), cwd=REPO, env=env, stderr=subprocess.PIPE,
                             text=True)
-    deadline = time.time() + 120
-    while time.time() < deadline and not (out / RESUME_FILE).exists():
-        time.sleep(0.1)
-    assert (out / RESUME_FILE).exists(), "no epoch finished in time"
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not (out / RESUME_FILE).exists():
+            time.sleep(0.1)
+        assert (out / RESUME_FILE).exists(), "no epoch finished in time"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:  # a failed wait leaves no training behind
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
     assert proc.returncode == 0, err
     assert "Traceback" not in err
     record = load_record(out)
