@@ -473,8 +473,11 @@ class Report:
         if not m:
             return "machine: not recorded (no MACHINE.json beside the checkpoints)"
         gpu = m.get("gpu") or "no GPU"
+        threads = m.get("threads_per_process", "?")
+        threads = (f"{threads} thread(s) per process" if isinstance(threads, int)
+                   else f"threads per process: {threads}")
         return (f"machine: {m.get('nproc', '?')} CPU cores ({m.get('cpu_model', '?')}), {gpu}, "
-                f"{m.get('threads_per_process', '?')} thread(s) per process")
+                f"{threads}")
 
     def caption(self, what: str) -> str:
         return f"*{what} — made by `{self.command}`; {self.machine_text()}.*"
