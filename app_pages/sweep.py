@@ -9,7 +9,9 @@ import streamlit as st
 from app_pages import ui
 from ppcore import jobs
 from ppcore import runs as run_dirs
+from ppcore.config import OPTIMIZERS, PRECISIONS, REDUCTIONS, make_config
 from ppcore.data import DATASETS
+from ppcore.device import pick_device, resolve_precision
 from ppcore.errors import PPCoreError
 from ppcore.methods import METHODS, preset
 
@@ -24,6 +26,25 @@ XIS = [0.05, 0.1, 0.2, 0.3, 0.4, 0.5]
 LAM_METHODS = [m for m, spec in METHODS.items() if "lam" in spec.params]
 LIMITS = [1000, 2000, 5000, 10000, 20000, 0]
 EVAL_LIMITS = [100, 200, 500, 1000, 0]
+TOP = jobs.TRAIN_LIMITS  # the largest values a job accepts; the widgets stop there too
+PRECISION_HELP = ("auto: bf16 autocast with channels_last where the hardware does bf16 "
+                  "natively (GPUs with bf16, CPUs with AVX512-BF16 or AMX), else fp32. bf16 "
+                  "elsewhere is honoured but emulated (slow).")
+
+
+def _recipe(ds: str, method: str) -> dict:
+    """The method's training recipe on the data set (its preset, else the data set's)."""
+    cfg = make_config(ds, None, method)
+    return {"batch_size": cfg.batch_size, "lr": cfg.lr, "optimizer": cfg.optimizer,
+            "reduction": cfg.reduction}
+
+
+def _apply_recipe() -> None:
+    """A new data set or method brings its own recipe: batch size, learning rate, optimiser."""
+    recipe = _recipe(st.session_state.sw_ds, st.session_state.sw_method)
+    for k in ("batch_size", "lr", "optimizer"):
+        st.session_state[f"sw_{k}"] = recipe[k]
+
 
 link_sweep = st.query_params.get("sweep")  # read before the settings are written back
 ui.from_url("sw_ds", "mnist", param="ds", choices=[d for d in DATASETS if d != "cifar10"])
@@ -33,14 +54,21 @@ ui.from_url_list("sw_xis", [], float, param="xis", choices=XIS)
 ui.from_url("sw_epochs", 1, int, param="epochs")
 ui.from_url("sw_limit", 5000, int, param="limit", choices=LIMITS)
 ui.from_url("sw_eval", 200, int, param="eval", choices=EVAL_LIMITS)
+recipe0 = _recipe(st.session_state.sw_ds, st.session_state.sw_method)
+ui.from_url("sw_batch_size", recipe0["batch_size"], int, param="bs", lo=2, hi=TOP["batch_size"])
+ui.from_url("sw_lr", recipe0["lr"], float, param="lr", lo=0.0, hi=TOP["lr"])
+ui.from_url("sw_optimizer", recipe0["optimizer"], param="opt", choices=list(OPTIMIZERS))
+ui.from_url("sw_reduction", recipe0["reduction"], param="red", choices=list(REDUCTIONS))
+ui.from_url("sw_precision", "auto", param="prec", choices=list(PRECISIONS))
+ui.from_url("sw_seed", 0, int, param="seed", lo=0, hi=TOP["seed"])
 
 c1, c2, c3 = st.columns([1, 1.3, 1], gap="medium")
 with c1:
     ds = st.selectbox("Data set", [d for d in DATASETS if d != "cifar10"], key="sw_ds",
-                      format_func=lambda d: DATASETS[d].title,
+                      on_change=_apply_recipe, format_func=lambda d: DATASETS[d].title,
                       help="CIFAR-10 needs a GPU: sweep it with the command line.")
     method = st.selectbox("Method", LAM_METHODS, key="sw_method",
-                          format_func=lambda m: METHODS[m].title)
+                          on_change=_apply_recipe, format_func=lambda m: METHODS[m].title)
 with c2:
     lams = st.multiselect("λ values", LAMS, key="sw_lams", format_func=lambda v: f"{v:g}",
                           help="one run each; the paper's Figure 4 spans 0.1 to 100")
@@ -58,8 +86,38 @@ with c3:
                          help="white-box suite (clean, FGSM, I-FGSM, PGD-40/100) on these")
     device = b.selectbox("Device", jobs.device_choices(), key="sw_device")
 
+with st.expander("Training recipe"):
+    st.caption(f"Every run of the sweep trains with these; they start at the recipe of "
+               f"{METHODS[method].title} on {DATASETS[ds].title}.")
+    a, b, c = st.columns(3)
+    batch = a.number_input("Batch size", min_value=2, max_value=TOP["batch_size"], step=10,
+                           key="sw_batch_size")
+    lr = b.number_input("Learning rate", min_value=0.0, max_value=TOP["lr"], step=0.005,
+                        format="%.4g", key="sw_lr",
+                        help="×0.1 at 50% and 75% of the run (the method's own schedule "
+                             "where its paper gives one).")
+    optimizer = c.selectbox("Optimizer", list(OPTIMIZERS), key="sw_optimizer",
+                            help="sgd: momentum 0.9; adam: betas 0.9, 0.999")
+    reduction = None
+    if METHODS[method].pair is not None:
+        reduction = a.selectbox("Eq. (1) reduction", list(REDUCTIONS), key="sw_reduction",
+                                help="the pairing term over the batch: λ · mean, or λ · sum "
+                                     "(the printed 1/(2m) may or may not reach it)")
+    precision = b.selectbox("Precision", list(PRECISIONS), key="sw_precision",
+                            help=PRECISION_HELP)
+    try:
+        b.caption(f"{precision} → **{resolve_precision(precision, pick_device(device))}** "
+                  f"on this machine's {device if device != 'auto' else 'best'} device")
+    except PPCoreError as exc:
+        b.caption(str(exc))
+    seed = c.number_input("Seed", min_value=0, max_value=TOP["seed"], step=1, key="sw_seed")
+
+base = jobs.sweep_base(ds, method, epochs=epochs, limit_train=limit, device=device,
+                       batch_size=batch, lr=lr, optimizer=optimizer, precision=precision,
+                       seed=seed, reduction=reduction)
 ui.to_url({"ds": ds, "method": method, "lams": lams, "xis": xis, "epochs": epochs,
-           "limit": limit, "eval": eval_n,
+           "limit": limit, "eval": eval_n, "bs": int(batch), "lr": float(lr), "opt": optimizer,
+           "red": reduction, "prec": precision, "seed": int(seed),
            "sweep": Path(st.session_state["sw_pick"]).name if st.session_state.get("sw_pick")
            else link_sweep})
 if "xi" not in METHODS[method].params and xis:
@@ -68,11 +126,18 @@ if "xi" not in METHODS[method].params and xis:
     xis = []
 n_runs = len(lams) * max(1, len(xis))
 st.caption(f"{n_runs} run(s), one after another, each {epochs} epoch(s) on "
-           f"{'all' if not limit else f'{limit:,}'} images, then evaluated on "
+           f"{'all' if not limit else f'{limit:,}'} images in batches of {int(batch)} "
+           f"({precision} precision), then evaluated on "
            f"{'all' if not eval_n else eval_n} test images.")
-if st.button("Start sweep", type="primary", icon=":material/play_arrow:", disabled=not lams):
-    base = {"dataset": ds, "method": method, "epochs": int(epochs),
-            "limit_train": int(limit) or None, "device": device, "metrics_every": 20}
+problem = None
+try:
+    jobs.check_settings(base)  # the recipe; each λ (and ξ) is checked again at launch
+except PPCoreError as exc:
+    problem = str(exc)
+if problem:
+    st.error(problem, icon=":material/error:")
+if st.button("Start sweep", type="primary", icon=":material/play_arrow:",
+             disabled=not lams or problem is not None):
     try:
         sweep_dir = jobs.launch_sweep(base, lams, xis or None, eval_suite="whitebox",
                                       eval_limit=int(eval_n) or None)

@@ -483,6 +483,61 @@ def test_sweep_plots_accuracy_against_lambda(tiny_runs, evaluated):  # noqa: F81
     assert "mnist-proposed" in list(found["run"])
 
 
+def test_sweep_recipe_comes_from_the_link_and_reaches_the_settings(tiny_runs):  # noqa: F811
+    from ppcore.config import make_config
+    from ppcore.errors import PPCoreError
+
+    # no link: the method's recipe on the data set
+    at = open_page("sweep")
+    paper = make_config("mnist", None, "proposed")
+    assert at.number_input(key="sw_batch_size").value == paper.batch_size
+    assert at.number_input(key="sw_lr").value == pytest.approx(paper.lr)
+    assert at.selectbox(key="sw_optimizer").value == paper.optimizer and not at.error
+    # a link sets it, the widgets show it, the caption says it, and it goes back to the link
+    link = {"bs": "64", "lr": "0.02", "opt": "adam", "red": "sum", "prec": "fp32", "seed": "3"}
+    at = open_page("sweep", query={**link, "method": "proposed"})
+    got = {"bs": str(at.number_input(key="sw_batch_size").value),
+           "lr": f"{at.number_input(key='sw_lr').value:g}",
+           "opt": at.selectbox(key="sw_optimizer").value,
+           "red": at.selectbox(key="sw_reduction").value,
+           "prec": at.selectbox(key="sw_precision").value,
+           "seed": str(at.number_input(key="sw_seed").value)}
+    assert got == link and not at.error and not texts(at, "warning")
+    assert "fp32 → **fp32**" in markdown(at)
+    assert "in batches of 64 (fp32 precision)" in markdown(at)
+    assert {k: at.query_params[k] for k in link} in (link, {k: [v] for k, v in link.items()})
+    # another method brings its own recipe; one without a pairing term has no reduction
+    at.selectbox(key="sw_method").set_value("alp").run()
+    alp = make_config("mnist", None, "alp")
+    assert at.selectbox(key="sw_optimizer").value == alp.optimizer
+    assert at.number_input(key="sw_lr").value == pytest.approx(alp.lr)
+    assert at.number_input(key="sw_batch_size").value == alp.batch_size
+    assert "sw_reduction" not in [w.key for w in at.selectbox]
+    # out of range: clamped to the library's bound, with a message
+    at = open_page("sweep", query={"bs": "100000"})
+    assert at.number_input(key="sw_batch_size").value == jobs.TRAIN_LIMITS["batch_size"]
+    warnings = texts(at, "warning")
+    assert len(warnings) == 1 and "bs" in warnings[0] and "4096" in warnings[0], warnings
+
+    # the library side: the page's base is built from its widgets by jobs.sweep_base, and
+    # check_settings (which launch_sweep runs for every λ) takes these keys into the config
+    base = jobs.sweep_base("mnist", "proposed", epochs=1, limit_train=0, device="cpu",
+                           batch_size=64, lr=0.02, optimizer="adam", precision="fp32", seed=3,
+                           reduction="sum")
+    assert base == {"dataset": "mnist", "method": "proposed", "epochs": 1, "limit_train": None,
+                    "device": "cpu", "metrics_every": 20, "batch_size": 64, "lr": 0.02,
+                    "optimizer": "adam", "precision": "fp32", "seed": 3, "reduction": "sum"}
+    cfg = jobs.check_settings(dict(base, lam=10.0))
+    assert (cfg.batch_size, cfg.lr, cfg.optimizer, cfg.precision, cfg.seed, cfg.reduction,
+            cfg.lam) == (64, 0.02, "adam", "fp32", 3, "sum", 10.0)
+    assert "reduction" not in jobs.sweep_base("mnist", "trades", epochs=1, limit_train=1000,
+                                              device="cpu", batch_size=64, lr=0.02,
+                                              optimizer="sgd", precision="auto", seed=0,
+                                              reduction="sum")
+    with pytest.raises(PPCoreError, match="at most 4096"):
+        jobs.check_settings(dict(base, batch_size=100000))
+
+
 # -- what a link or a run folder may do to the app: nothing but be shown ---------------------
 
 def test_an_oversized_link_is_clamped_with_a_message(tiny_runs):  # noqa: F811

@@ -210,6 +210,25 @@ def _fmt(v: float) -> str:
     return f"{v:g}"
 
 
+def sweep_base(dataset: str, method: str, *, epochs: int, limit_train: int | None,
+               device: str, batch_size: int, lr: float, optimizer: str, precision: str,
+               seed: int, reduction: str | None = None, metrics_every: int = 20) -> dict:
+    """``launch_sweep``'s ``base``: the settings every run of a sweep shares, as the Sweep
+    page's widgets give them (numbers cast; 0 or None training images: all of them). The
+    reduction is kept only for a method with an Eq. (1) pairing term, the only ones that read
+    it. Nothing is validated here: ``check_settings`` does that, at launch and on the page."""
+    from ..methods import METHODS
+
+    base = {"dataset": dataset, "method": method, "epochs": int(epochs),
+            "limit_train": int(limit_train) if limit_train else None, "device": device,
+            "metrics_every": int(metrics_every), "batch_size": int(batch_size),
+            "lr": float(lr), "optimizer": optimizer, "precision": precision, "seed": int(seed)}
+    spec = METHODS.get(method)
+    if reduction is not None and spec is not None and spec.pair is not None:
+        base["reduction"] = reduction
+    return base
+
+
 def launch_sweep(base: dict, lams: list[float], xis: list[float] | None = None, *,
                  eval_suite: str | None = None, eval_limit: int | None = None,
                  root: Path | None = None) -> Path:
@@ -256,6 +275,6 @@ def stop_sweep(sweep_dir: Path) -> bool:
 __all__ = ["TRAIN_LIMITS", "JOB_SETTINGS", "MAX_SWEEP_POINTS", "visible_gpus",
            "device_choices", "check_settings", "launch_train", "resume_train", "stop",
            "deletable", "delete_run", "launch_eval", "submit_eval", "stop_eval",
-           "queued_evals", "queued_entry", "cancel_queued", "drain_queue", "launch_sweep",
-           "stop_sweep", "launch", "stop_job", "active_jobs", "max_jobs", "job_threads",
-           "claim_new_folder", "step_argv"]
+           "queued_evals", "queued_entry", "cancel_queued", "drain_queue", "sweep_base",
+           "launch_sweep", "stop_sweep", "launch", "stop_job", "active_jobs", "max_jobs",
+           "job_threads", "claim_new_folder", "step_argv"]
