@@ -27,9 +27,6 @@ LAM_METHODS = [m for m, spec in METHODS.items() if "lam" in spec.params]
 LIMITS = [1000, 2000, 5000, 10000, 20000, 0]
 EVAL_LIMITS = [100, 200, 500, 1000, 0]
 TOP = jobs.TRAIN_LIMITS  # the largest values a job accepts; the widgets stop there too
-PRECISION_HELP = ("auto: bf16 autocast with channels_last where the hardware does bf16 "
-                  "natively (GPUs with bf16, CPUs with AVX512-BF16 or AMX), else fp32. bf16 "
-                  "elsewhere is honoured but emulated (slow).")
 
 
 def _recipe(ds: str, method: str) -> dict:
@@ -104,7 +101,7 @@ with st.expander("Training recipe"):
                                 help="the pairing term over the batch: λ · mean, or λ · sum "
                                      "(the printed 1/(2m) may or may not reach it)")
     precision = b.selectbox("Precision", list(PRECISIONS), key="sw_precision",
-                            help=PRECISION_HELP)
+                            help=ui.PRECISION_HELP)
     try:
         b.caption(f"{precision} → **{resolve_precision(precision, pick_device(device))}** "
                   f"on this machine's {device if device != 'auto' else 'best'} device")

@@ -43,9 +43,6 @@ OPTION_HELP = {"padding": "Table 6 gives no padding: valid (28 → 1×1×64, 219
                "depth": "WideResNet depth (6n+4)", "width": "WideResNet widening factor"}
 #: every option of every model, by name (the same name has the same meaning in each model)
 OPTIONS = {k: o for spec in MODELS.values() for k, o in spec.options.items()}
-PRECISION_HELP = ("auto: bf16 autocast with channels_last where the hardware does bf16 "
-                  "natively (GPUs with bf16, CPUs with AVX512-BF16 or AMX), else fp32. bf16 "
-                  "elsewhere is honoured but emulated (slow).")
 
 
 def _defaults(ds: str, method: str) -> dict:
@@ -209,7 +206,7 @@ with d3:
     st.subheader("Arithmetic and meter", divider="gray")
     a, b = st.columns(2)
     precision = a.selectbox("Precision", list(PRECISIONS), key="train_precision",
-                            help=PRECISION_HELP)
+                            help=ui.PRECISION_HELP)
     try:
         a.caption(f"{precision} → **{resolve_precision(precision, pick_device(device))}** "
                   f"on this machine's {device if device != 'auto' else 'best'} device")

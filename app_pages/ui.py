@@ -21,6 +21,11 @@ STATUS_COLOUR = {"running": "green", "starting": "orange", "evaluating": "blue",
                  "complete": "gray", "interrupted": "orange", "failed": "red", "died": "red",
                  "queued": "gray", "not run": "gray", "unknown": "gray"}
 
+#: the precision choice's help, on every page that launches training
+PRECISION_HELP = ("auto: bf16 autocast with channels_last where the hardware does bf16 "
+                  "natively (GPUs with bf16, CPUs with AVX512-BF16 or AMX), else fp32. bf16 "
+                  "elsewhere is honoured but emulated (slow).")
+
 
 # -- models ----------------------------------------------------------------------------------
 
