@@ -9,9 +9,8 @@ import streamlit as st
 from app_pages import ui
 from ppcore import jobs
 from ppcore import runs as run_dirs
-from ppcore.config import OPTIMIZERS, PRECISIONS, REDUCTIONS, make_config
+from ppcore.config import OPTIMIZERS, PRECISIONS, REDUCTIONS
 from ppcore.data import DATASETS
-from ppcore.device import pick_device, resolve_precision
 from ppcore.errors import PPCoreError
 from ppcore.methods import METHODS, preset
 
@@ -29,16 +28,9 @@ EVAL_LIMITS = [100, 200, 500, 1000, 0]
 TOP = jobs.TRAIN_LIMITS  # the largest values a job accepts; the widgets stop there too
 
 
-def _recipe(ds: str, method: str) -> dict:
-    """The method's training recipe on the data set (its preset, else the data set's)."""
-    cfg = make_config(ds, None, method)
-    return {"batch_size": cfg.batch_size, "lr": cfg.lr, "optimizer": cfg.optimizer,
-            "reduction": cfg.reduction}
-
-
 def _apply_recipe() -> None:
     """A new data set or method brings its own recipe: batch size, learning rate, optimiser."""
-    recipe = _recipe(st.session_state.sw_ds, st.session_state.sw_method)
+    recipe = ui.recipe_defaults(st.session_state.sw_ds, st.session_state.sw_method)
     for k in ("batch_size", "lr", "optimizer"):
         st.session_state[f"sw_{k}"] = recipe[k]
 
@@ -51,7 +43,7 @@ ui.from_url_list("sw_xis", [], float, param="xis", choices=XIS)
 ui.from_url("sw_epochs", 1, int, param="epochs")
 ui.from_url("sw_limit", 5000, int, param="limit", choices=LIMITS)
 ui.from_url("sw_eval", 200, int, param="eval", choices=EVAL_LIMITS)
-recipe0 = _recipe(st.session_state.sw_ds, st.session_state.sw_method)
+recipe0 = ui.recipe_defaults(st.session_state.sw_ds, st.session_state.sw_method)
 ui.from_url("sw_batch_size", recipe0["batch_size"], int, param="bs", lo=2, hi=TOP["batch_size"])
 ui.from_url("sw_lr", recipe0["lr"], float, param="lr", lo=0.0, hi=TOP["lr"])
 ui.from_url("sw_optimizer", recipe0["optimizer"], param="opt", choices=list(OPTIMIZERS))
@@ -94,19 +86,9 @@ with st.expander("Training recipe"):
                         help="×0.1 at 50% and 75% of the run (the method's own schedule "
                              "where its paper gives one).")
     optimizer = c.selectbox("Optimizer", list(OPTIMIZERS), key="sw_optimizer",
-                            help="sgd: momentum 0.9; adam: betas 0.9, 0.999")
-    reduction = None
-    if METHODS[method].pair is not None:
-        reduction = a.selectbox("Eq. (1) reduction", list(REDUCTIONS), key="sw_reduction",
-                                help="the pairing term over the batch: λ · mean, or λ · sum "
-                                     "(the printed 1/(2m) may or may not reach it)")
-    precision = b.selectbox("Precision", list(PRECISIONS), key="sw_precision",
-                            help=ui.PRECISION_HELP)
-    try:
-        b.caption(f"{precision} → **{resolve_precision(precision, pick_device(device))}** "
-                  f"on this machine's {device if device != 'auto' else 'best'} device")
-    except PPCoreError as exc:
-        b.caption(str(exc))
+                            help=ui.OPTIMIZER_HELP)
+    reduction = ui.reduction_input(a, "sw_reduction", method)
+    precision = ui.precision_input(b, "sw_precision", device)
     seed = c.number_input("Seed", min_value=0, max_value=TOP["seed"], step=1, key="sw_seed")
 
 base = jobs.sweep_base(ds, method, epochs=epochs, limit_train=limit, device=device,

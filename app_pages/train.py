@@ -8,9 +8,8 @@ import streamlit as st
 from app_pages import ui
 from ppcore import jobs
 from ppcore import runs as run_dirs
-from ppcore.config import DEFAULT_MODEL, OPTIMIZERS, PRECISIONS, REDUCTIONS, make_config
+from ppcore.config import DEFAULT_MODEL, OPTIMIZERS, PRECISIONS, REDUCTIONS
 from ppcore.data import DATASETS
-from ppcore.device import pick_device, resolve_precision
 from ppcore.errors import PPCoreError
 from ppcore.methods import METHODS, preset
 from ppcore.models import INITS, MODELS
@@ -45,18 +44,13 @@ OPTION_HELP = {"padding": "Table 6 gives no padding: valid (28 → 1×1×64, 219
 OPTIONS = {k: o for spec in MODELS.values() for k, o in spec.options.items()}
 
 
-def _defaults(ds: str, method: str) -> dict:
-    cfg = make_config(ds, None, method)
-    return {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr,
-            "optimizer": cfg.optimizer}
-
-
 def _apply_preset() -> None:
     """The paper's settings of the method on the data set (λ, ξ, ... and, where the method
     needs others, the optimiser and learning rate); epochs and batch size stay as they are."""
     ds, method = st.session_state.train_ds, st.session_state.train_method
-    st.session_state.train_lr = _defaults(ds, method)["lr"]
-    st.session_state.train_optimizer = _defaults(ds, method)["optimizer"]
+    recipe = ui.recipe_defaults(ds, method)
+    st.session_state.train_lr = recipe["lr"]
+    st.session_state.train_optimizer = recipe["optimizer"]
     for k, v in preset(method, ds).items():
         if k in HYPER or k == "lr":
             st.session_state[f"train_{k}"] = v
@@ -78,14 +72,15 @@ for k in HYPER:
     ui.from_url(f"train_{k}", preset(m0, ds0).get(k), int if k == "steps" else float,
                 param=k, hi=TOP[k])
 ui.from_url("train_epochs", 2, int, param="epochs", lo=1, hi=TOP["epochs"])
-ui.from_url("train_batch_size", _defaults(ds0, m0)["batch_size"], int, param="bs", lo=2,
+recipe0 = ui.recipe_defaults(ds0, m0)
+ui.from_url("train_batch_size", recipe0["batch_size"], int, param="bs", lo=2,
             hi=TOP["batch_size"])
-ui.from_url("train_lr", _defaults(ds0, m0)["lr"], float, param="lr", lo=0.0, hi=TOP["lr"])
+ui.from_url("train_lr", recipe0["lr"], float, param="lr", lo=0.0, hi=TOP["lr"])
 ui.from_url("train_seed", 0, int, param="seed", lo=0, hi=TOP["seed"])
 ui.from_url("train_limit", 10000, int, param="limit", choices=LIMITS)
 ui.from_url("train_device", "auto", param="device", choices=jobs.device_choices())
 ui.from_url("train_every", 10, int, param="every", lo=1, hi=1000)
-ui.from_url("train_optimizer", _defaults(ds0, m0)["optimizer"], param="opt",
+ui.from_url("train_optimizer", recipe0["optimizer"], param="opt",
             choices=list(OPTIMIZERS))
 ui.from_url("train_reduction", "mean", param="red", choices=list(REDUCTIONS))
 ui.from_url("train_precision", "auto", param="prec", choices=list(PRECISIONS))
@@ -187,16 +182,14 @@ with d2:
     st.subheader("Schedule", divider="gray")
     a, b = st.columns(2)
     optimizer = a.selectbox("Optimizer", list(OPTIMIZERS), key="train_optimizer",
-                            help="sgd: momentum 0.9; adam: betas 0.9, 0.999")
+                            help=ui.OPTIMIZER_HELP)
     warmup = b.number_input("LR warm-up (iterations)", min_value=0,
                             max_value=TOP["warmup_iters"], step=50, key="train_warmup_iters",
                             help="the learning rate rises linearly from 0 (0: none)")
     extra: dict = {}
-    if METHODS[method].pair is not None:
-        extra["reduction"] = a.selectbox(
-            "Eq. (1) reduction", list(REDUCTIONS), key="train_reduction",
-            help="the pairing term over the batch: λ · mean, or λ · sum (the printed 1/(2m) "
-                 "may or may not reach it)")
+    reduction = ui.reduction_input(a, "train_reduction", method)
+    if reduction is not None:
+        extra["reduction"] = reduction
     if "eps" in METHODS[method].params:
         extra["eps_warmup_iters"] = int(b.number_input(
             "ε warm-up (iterations)", min_value=0, max_value=TOP["eps_warmup_iters"], step=50,
@@ -205,13 +198,7 @@ with d2:
 with d3:
     st.subheader("Arithmetic and meter", divider="gray")
     a, b = st.columns(2)
-    precision = a.selectbox("Precision", list(PRECISIONS), key="train_precision",
-                            help=ui.PRECISION_HELP)
-    try:
-        a.caption(f"{precision} → **{resolve_precision(precision, pick_device(device))}** "
-                  f"on this machine's {device if device != 'auto' else 'best'} device")
-    except PPCoreError as exc:
-        a.caption(str(exc))
+    precision = ui.precision_input(a, "train_precision", device)
     gpus = 1
     if GPUS > 1:
         gpus = int(b.number_input("GPUs", min_value=1, max_value=GPUS, step=1, key="train_gpus",

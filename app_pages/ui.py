@@ -21,10 +21,49 @@ STATUS_COLOUR = {"running": "green", "starting": "orange", "evaluating": "blue",
                  "complete": "gray", "interrupted": "orange", "failed": "red", "died": "red",
                  "queued": "gray", "not run": "gray", "unknown": "gray"}
 
-#: the precision choice's help, on every page that launches training
+#: the help of the training-recipe widgets, on every page that launches training
 PRECISION_HELP = ("auto: bf16 autocast with channels_last where the hardware does bf16 "
                   "natively (GPUs with bf16, CPUs with AVX512-BF16 or AMX), else fp32. bf16 "
                   "elsewhere is honoured but emulated (slow).")
+OPTIMIZER_HELP = "sgd: momentum 0.9; adam: betas 0.9, 0.999"
+REDUCTION_HELP = ("the pairing term over the batch: λ · mean, or λ · sum (the printed 1/(2m) "
+                  "may or may not reach it)")
+
+
+# -- the training recipe, on the Train and Sweep pages ----------------------------------------
+
+def recipe_defaults(ds: str, method: str) -> dict:
+    """The method's recipe on the data set (its preset, else the data set's): what the
+    recipe widgets start at and return to when the data set or method changes."""
+    from ppcore.config import make_config
+
+    cfg = make_config(ds, None, method)
+    return {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr,
+            "optimizer": cfg.optimizer, "reduction": cfg.reduction}
+
+
+def precision_input(col, key: str, device: str) -> str:
+    """The precision choice, with a caption of what it resolves to on ``device``."""
+    from ppcore.config import PRECISIONS
+    from ppcore.device import pick_device, resolve_precision
+
+    precision = col.selectbox("Precision", list(PRECISIONS), key=key, help=PRECISION_HELP)
+    try:
+        col.caption(f"{precision} → **{resolve_precision(precision, pick_device(device))}** "
+                    f"on this machine's {device if device != 'auto' else 'best'} device")
+    except PPCoreError as exc:
+        col.caption(str(exc))
+    return precision
+
+
+def reduction_input(col, key: str, method: str) -> str | None:
+    """Eq. (1)'s reduction, for a method with a pairing term (None for the others)."""
+    from ppcore.config import REDUCTIONS
+    from ppcore.methods import METHODS
+
+    if METHODS[method].pair is None:
+        return None
+    return col.selectbox("Eq. (1) reduction", list(REDUCTIONS), key=key, help=REDUCTION_HELP)
 
 
 # -- models ----------------------------------------------------------------------------------

@@ -408,6 +408,13 @@ def verdict(cells) -> str:
 
 # -- formatting ---------------------------------------------------------------------------------
 
+def _verdicts(checks: list[dict], name_key: str, unknown: str) -> str:
+    """``name: pass; name: **FAIL**; ...`` of checks whose ``passed`` is True, False or None
+    (``unknown``: the word for None)."""
+    return "; ".join(f"{ch.get(name_key)}: " + {True: "pass", False: "**FAIL**"}.get(
+        ch.get("passed"), unknown) for ch in checks)
+
+
 def _fmt(v: float | None, digits: int = 2) -> str:
     return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
 
@@ -638,10 +645,8 @@ class Report:
             claim = m.get("report_claim")
             claim_text = (f"{claim['accuracy']:.2f} (n = {claim.get('n')})"
                           if isinstance(claim, dict) and _finite(claim.get("accuracy")) else "–")
-            checks = "; ".join(
-                f"{v.get('check')}: " + {True: "pass", False: "**FAIL**"}.get(v.get("passed"),
-                                                                              "no claim")
-                for v in m.get("verdicts", []) if isinstance(v, dict))
+            checks = _verdicts([v for v in m.get("verdicts", []) if isinstance(v, dict)],
+                               "check", "no claim")
             rows.append([f"`{folder}`", *cells, claim_text, checks])
         self.add(
             f"{title}\n\nWhat a reviewer runs to check the report without ppcore's attacks: "
@@ -1128,10 +1133,7 @@ def _sanity_curves(data: dict | None) -> dict | None:
            "loss": c.get("loss"), "steps": (c.get("pgd") or {}).get("steps")}
     checks = data.get("checks") or []
     if checks:
-        out["verdict"] = "; ".join(
-            f"{ch.get('name')}: " + {True: "pass", False: "**FAIL**"}.get(ch.get("passed"),
-                                                                           "not run")
-            for ch in checks)
+        out["verdict"] = _verdicts(checks, "name", "not run")
     return out
 
 

@@ -34,6 +34,8 @@ sys.path.insert(0, str(ROOT))
 from ppcore.checkpoint import load_model, load_record  # noqa: E402
 from ppcore.data import load_split, to_float  # noqa: E402
 from ppcore.device import machine_name  # noqa: E402
+from ppcore.report import eval_row  # noqa: E402
+from ppcore.runs import read_json  # noqa: E402
 
 log = logging.getLogger("independent_check")
 
@@ -51,15 +53,10 @@ TARGETS = {
 
 def report_claim(run: Path) -> dict | None:
     """The report's PGD-40 figure for this run: ppcore's white-box evaluation, as saved."""
-    try:
-        data = json.loads((run / "eval" / "whitebox.json").read_text())
-    except (OSError, ValueError):
+    row = eval_row(read_json(run / "eval" / "whitebox.json"), "pgd_40")
+    if row is None or row.get("eps") != EPS or row.get("params", {}).get("steps") != STEPS:
         return None
-    for row in data.get("rows", []):
-        if row.get("key") == "pgd_40" and row.get("eps") == EPS and \
-                row.get("params", {}).get("steps") == STEPS:
-            return {"accuracy": float(row["accuracy"]), "n": row.get("images")}
-    return None
+    return {"accuracy": float(row["accuracy"]), "n": row.get("images")}
 
 
 def check_model(run: Path, x: torch.Tensor, y: torch.Tensor, device: torch.device,
