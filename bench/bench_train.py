@@ -50,6 +50,9 @@ def main() -> None:
     p.add_argument("--meter-epoch", action="store_true",
                    help="also two full epochs of normal and proposed with the meter on")
     p.add_argument("--json", help="write the figures here too")
+    p.add_argument("--no-cuda-graphs", action="store_true",
+                   help="on a GPU, run the training attacks' PGD loop eagerly (the default "
+                   "replays it as a captured CUDA graph)")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     logging.getLogger("ppcore").setLevel(logging.WARNING)
@@ -65,7 +68,8 @@ def main() -> None:
                     cfg = make_config(args.dataset, method=m, epochs=1, limit_train=args.limit_train,
                                       limit_test=100, metrics_every=10_000, seed=rep,
                                       precision=prec, probe_size=0)
-                    trainer = Trainer(cfg, Path(tmp) / f"{m}-{prec}-{rep}", device, progress=False)
+                    trainer = Trainer(cfg, Path(tmp) / f"{m}-{prec}-{rep}", device, progress=False,
+                                      cuda_graphs=not args.no_cuda_graphs)
                     t0 = time.perf_counter()
                     record = trainer.fit()
                     t = record["epoch_times_s"][0]
@@ -86,7 +90,8 @@ def main() -> None:
                             "epoch_time_s": [e["epoch_time_s"] for e in epochs],
                             "reading_s": epochs[-1]["probe_time_s"]}
     print(f"# {args.dataset}, {args.limit_train} training images, {machine_name(device)}, "
-          f"torch {torch.__version__}, best of {args.repeats}")
+          f"torch {torch.__version__}, best of {args.repeats}"
+          + (", CUDA graphs off" if device.type == "cuda" and args.no_cuda_graphs else ""))
     print(f"{'method':<10} {'precision':<9} {'s/epoch':>9} {'ratio':>7} {'paper':>7}")
     for m in args.methods:
         for prec in precisions:
@@ -107,7 +112,8 @@ def main() -> None:
         Path(args.json).write_text(json.dumps(
             {"device": str(device), "machine": machine_name(device),
              "best_s": {f"{m}/{p}": t for (m, p), t in best.items()}, "meter": meter,
-             "limit_train": args.limit_train}, indent=2))
+             "limit_train": args.limit_train,
+             "cuda_graphs": device.type == "cuda" and not args.no_cuda_graphs}, indent=2))
 
 
 if __name__ == "__main__":

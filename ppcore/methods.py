@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attacks.functional import fgsm, pgd_linf
+from .attacks.graphs import KLToTarget
 from .modes import eval_mode
 from .paper import attack_settings
 from .perturb import l2_noise, linf_sign_noise, random_spatial
@@ -133,11 +134,8 @@ def _trades(model, x, y, cfg, gen) -> StepOutput:
         with torch.no_grad():
             p_clean = F.softmax(model(x), dim=1)
         start = (x + 0.001 * torch.randn(x.shape, generator=gen, device=x.device)).clamp(0, 1)
-
-        def kl(logits, _y):
-            return F.kl_div(F.log_softmax(logits, dim=1), p_clean, reduction="sum")
         return pgd_linf(model, start, y, cfg.eps, cfg.alpha, cfg.steps, random_start=False,
-                        loss_fn=kl) if cfg.steps else start
+                        loss_fn=KLToTarget(p_clean)) if cfg.steps else start
     x_adv = _with_eval(model, craft)
     x_adv = torch.min(torch.max(x_adv, x - cfg.eps), x + cfg.eps)
     logits = model(torch.cat([x, x_adv])).float()

@@ -28,6 +28,7 @@ from .runs import process_start
 from .checkpoint import (RESUME_FILE, atomic_write_bytes, atomic_write_json,
                          remove_stale_temps, save_checkpoint)
 from .config import TrainConfig
+from .attacks import graphs
 from .attacks.functional import pgd_linf
 from .data import TensorData, batch_bounds, dataset_info
 from .device import autocast, machine_name, resolve_precision
@@ -98,8 +99,11 @@ def _now() -> str:
 class Trainer:
     def __init__(self, cfg: TrainConfig, run_dir: str | os.PathLike, device: torch.device,
                  *, data_dir=None, download: bool | None = None, progress: bool = True,
-                 dist: Dist | None = None):
+                 dist: Dist | None = None, cuda_graphs: bool = True):
         self.dist = dist or current_dist()
+        # the training attacks' PGD loop as a replayed CUDA graph (ppcore.attacks.graphs): one
+        # process on a GPU only (under DDP the attack's forward runs through the wrapper)
+        self.cuda_graphs = cuda_graphs and device.type == "cuda" and not self.dist.enabled
         self.cfg, self.device, self.progress = cfg, device, progress and self.dist.is_main
         self.run_dir = Path(run_dir)
         self.method = METHODS[cfg.method]
@@ -196,6 +200,7 @@ class Trainer:
             "precision": self.precision, "optimizer": self.cfg.optimizer,
             "schedule": schedule_text(self.cfg), "seed": self.cfg.seed,
             "batch_size": self.cfg.batch_size,
+            "cuda_graphs": self.cuda_graphs and graphs.enabled_here(),
             **self._layout(),
             "robust_acc": last.get("robust_acc"),
             "probe": (f"PGD-{PROBE_STEPS} at eps {self.info.eps:g} on the first "
@@ -254,7 +259,7 @@ class Trainer:
             return False
         saved = json.loads(state["config"])
         mine = self.cfg.to_dict()
-        diff = sorted(k for k in mine if k != "epochs" and saved.get(k) != mine[k])
+        diff = sorted(k for k in mine if k not in ("epochs", "name") and saved.get(k) != mine[k])
         if diff:
             raise PPCoreError(f"cannot resume: the run in '{self.run_dir}' was made with other "
                               f"settings ({', '.join(diff)})")
@@ -412,7 +417,7 @@ class Trainer:
             share = y.numel() / (bounds[i + 1] - bounds[i])  # of the global batch
             if sum_reading:  # each rank's sum stands for its share of the global batch's
                 step_cfg = dataclasses.replace(step_cfg, lam=cfg.lam / share)
-            with autocast(self.precision, self.device):
+            with autocast(self.precision, self.device), graphs.use_cuda_graphs(self.cuda_graphs):
                 out = self.method.loss(self.train_model, x, y, step_cfg, self.noise_gen)
             finite = bool(torch.isfinite(out.loss))  # a CPU-GPU sync point, but a cheap one
             # every rank stops, or fails, at the same step: none waits for a missing all-reduce
@@ -497,7 +502,8 @@ class Trainer:
 
 
 def train(cfg: TrainConfig, run_dir, device: torch.device, *, resume: bool = False,
-          data_dir=None, progress: bool = True, download: bool | None = None) -> dict:
+          data_dir=None, progress: bool = True, download: bool | None = None,
+          cuda_graphs: bool = True) -> dict:
     """Train ``cfg`` into ``run_dir`` and return the checkpoint's record."""
     return Trainer(cfg, run_dir, device, data_dir=data_dir, progress=progress,
-                   download=download).fit(resume=resume)
+                   download=download, cuda_graphs=cuda_graphs).fit(resume=resume)

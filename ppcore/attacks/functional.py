@@ -11,6 +11,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from . import graphs
+
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -60,6 +62,10 @@ def pgd_linf(model, x, y, eps: float, alpha: float, steps: int, *, random_start:
         x_adv = x.clone()
     if early_stop:
         return _pgd_linf_early_stop(model, x, y, x_adv, eps, alpha, steps, loss_fn, callback)
+    if callback is None:  # a captured CUDA graph where one applies (graphs.use_cuda_graphs)
+        replayed = graphs.pgd(model, x, x_adv, y, eps, alpha, steps, loss_fn)
+        if replayed is not None:
+            return replayed
     for step in range(steps):
         grad, _ = input_grad(model, x_adv, y, loss_fn)
         x_adv = project_linf(x_adv + alpha * grad.sign(), x, eps).detach()

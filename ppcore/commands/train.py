@@ -91,6 +91,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "paper's (e.g. pgd_at-short for a shorter schedule)")
     r.add_argument("--note", help="free text kept in the record")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    r.add_argument("--no-cuda-graphs", action="store_true",
+                   help="run the training attacks' PGD loop eagerly on a GPU (by default it is "
+                   "captured once as a CUDA graph and replayed)")
 
 
 #: flags that are training settings (they go into the TrainConfig); --config replaces them all
@@ -150,7 +153,8 @@ def _train(args, cfg, dist, device) -> int:
 
     trainer = Trainer(cfg, args.out, device, data_dir=args.data_dir,
                       download=False if args.no_download else None,
-                      progress=not args.no_progress, dist=dist)
+                      progress=not args.no_progress, dist=dist,
+                      cuda_graphs=not args.no_cuda_graphs)
 
     def stop(signum, _frame):
         log.info("%s received: stopping after this step and saving a checkpoint",

@@ -1,0 +1,123 @@
+"""The training attacks' PGD loop replayed as a CUDA graph gives the eager loop's examples, follows
+the weights as the optimiser changes them, and a GPU training run records that it used it.
+
+These need a GPU (they are skipped elsewhere); the device run of the tests exercises them. On a
+CPU, the last test checks that graphs stay out of the way."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ppcore.attacks import graphs
+from ppcore.attacks.functional import _ce_sum, pgd_linf
+from ppcore.config import make_config
+from ppcore.data import dataset_info, load_split, to_float
+from ppcore.models import build_model
+from ppcore.train import Trainer
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@pytest.fixture(scope="module")
+def mnist_test():
+    images, labels = load_split("mnist", "test")
+    return to_float(images[:256]), labels[:256]
+
+
+def _model(device, mnist_test=None):
+    """A new run's MNIST network (the default model and padding), fitted for 30 steps to the
+    given images where there are some: its last layer starts at zero, and an untrained one
+    would give every attack a zero gradient."""
+    cfg = make_config("mnist")
+    torch.manual_seed(0)
+    model = build_model(cfg.model, dataset_info("mnist"), **cfg.model_options).to(device)
+    if mnist_test is not None:
+        x, y = _batch(mnist_test, 256, device)
+        opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+        for _ in range(30):
+            opt.zero_grad()
+            F.cross_entropy(model(x), y).backward()
+            opt.step()
+    return model.eval()
+
+
+def _batch(mnist_test, n, device):
+    x, y = mnist_test
+    return x[:n].to(device), y[:n].to(device)
+
+
+def _pgd(model, x, y, seed, **kw):
+    gen = torch.Generator(device=x.device).manual_seed(seed)
+    return pgd_linf(model, x, y, 0.3, 0.01, 40, generator=gen, **kw)
+
+
+def _agree(a, b):
+    return float(((a - b).abs() <= 1e-3).float().mean())
+
+
+@cuda
+def test_replayed_pgd_gives_the_eager_examples_and_follows_weight_updates(mnist_test):
+    device = torch.device("cuda")
+    model = _model(device, mnist_test)
+    x, y = _batch(mnist_test, 50, device)
+    eager = _pgd(model, x, y, 1)
+    assert _agree(eager, x) < 0.5          # the attack moved most pixels
+    with graphs.use_cuda_graphs():
+        first = _pgd(model, x, y, 1)    # captures, checks against the eager loop
+        again = _pgd(model, x, y, 1)    # replays
+    assert graphs.enabled_here(), graphs._BROKEN["reason"]
+    assert len(model.__dict__["_ppcore_pgd_graphs"]) == 1
+    assert _agree(first, eager) > 0.99 and _agree(again, eager) > 0.99
+    assert (again - x).abs().max() <= 0.3 + 1e-6 and again.min() >= 0 and again.max() <= 1
+    # an optimiser step changes the weights in place: the replay must see the new ones
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    F.cross_entropy(model(x), y).backward()
+    opt.step()
+    eager2 = _pgd(model, x, y, 1)
+    with graphs.use_cuda_graphs():
+        replay2 = _pgd(model, x, y, 1)
+    assert _agree(replay2, eager2) > 0.99
+    assert _agree(replay2, again) < 0.99   # the examples did change with the weights
+
+
+@cuda
+def test_trades_kl_attack_replays_with_each_batch_target(mnist_test):
+    device = torch.device("cuda")
+    model = _model(device, mnist_test)
+    for shift in (0, 64):
+        xb, yb = _batch(mnist_test, 128, device)
+        xb, yb = xb[shift:shift + 64], yb[shift:shift + 64]
+        with torch.no_grad():
+            target = F.softmax(model(xb), 1)
+        loss = graphs.KLToTarget(target)
+        eager = pgd_linf(model, xb, yb, 0.3, 0.01, 40, random_start=False, loss_fn=loss)
+        assert _agree(eager, xb) < 0.9
+        with graphs.use_cuda_graphs():
+            replay = pgd_linf(model, xb, yb, 0.3, 0.01, 40, random_start=False, loss_fn=loss)
+        assert _agree(replay, eager) > 0.99
+    assert graphs.enabled_here()
+
+
+@cuda
+def test_a_pgd_at_run_on_the_gpu_records_graphs_and_learns(tmp_path):
+    cfg = make_config("mnist", method="pgd_at", epochs=2, limit_train=2000, limit_test=500,
+                      steps=10, alpha=0.075, optimizer="adam", lr=1e-3, probe_size=0)
+    record = Trainer(cfg, tmp_path / "run", torch.device("cuda"), progress=False).fit()
+    assert record["status"] == "complete" and record["cuda_graphs"] is True
+    assert record["final_metrics"]["test_acc"] > 0.5
+    saved = json.loads((tmp_path / "run" / "model.json").read_text())
+    assert saved["cuda_graphs"] is True
+
+
+def test_graphs_stay_out_of_a_cpu_run(mnist_test):
+    model = _model(torch.device("cpu"))
+    x, y = _batch(mnist_test, 8, torch.device("cpu"))
+    with graphs.use_cuda_graphs():
+        assert graphs.pgd(model, x, x.clone(), y, 0.3, 0.01, 5, _ce_sum) is None
+        out = _pgd(model, x, y, 1)
+    assert torch.equal(out, _pgd(model, x, y, 1))
+    assert "_ppcore_pgd_graphs" not in model.__dict__
