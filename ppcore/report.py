@@ -475,6 +475,20 @@ class Report:
         r = self.runs.get(name)
         return r if r is not None and r.info.status != "damaged" else None
 
+    def claim_run(self, folder: str) -> tuple[Run | None, str]:
+        """The run of a central-claim row and its folder: ``folder`` itself, else its longest
+        complete shorter run ``<folder>-<k>ep`` (the method's own recipe cut to k epochs, and
+        named so: see scripts/gpu_lease.sh)."""
+        run = self.run(folder)
+        if run is not None:
+            return run, folder
+        pattern = re.compile(re.escape(folder) + r"-(\d+)ep")
+        shorter = sorted((int(m.group(1)), name) for name, r in self.runs.items()
+                         if (m := pattern.fullmatch(name)) and r.info.status == "complete")
+        if shorter:
+            return self.runs[shorter[-1][1]], shorter[-1][1]
+        return None, folder
+
     def machine_text(self) -> str:
         m = self.machine or {}
         if not m:
@@ -553,7 +567,7 @@ class Report:
     def headline(self) -> None:
         bullets = []
         for label, folder in CLAIM_ROWS:
-            run = self.run(folder)
+            run, folder = self.claim_run(folder)
             if run is None:
                 bullets.append(f"* **{label}**: no checkpoint (train it with "
                                f"{train_command(folder)}).")
@@ -578,9 +592,9 @@ class Report:
         base_t = base.epoch_time if base else None
         p_base = P.paper_value(table, "normal", "time_per_epoch_s")
         rows, missing = [], []
-        for label, folder in CLAIM_ROWS:
-            run = self.run(folder)
-            prow = P.row_key(table, folder.split("-", 1)[1])
+        for label, plain in CLAIM_ROWS:
+            run, folder = self.claim_run(plain)
+            prow = P.row_key(table, plain.split("-", 1)[1])
             p_t = P.paper_value(table, prow, "time_per_epoch_s")
             p_ratio = _fmt(p_t / p_base, 1) if p_t and p_base else "–"
             if run is None:

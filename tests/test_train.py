@@ -135,6 +135,39 @@ def test_resume_refuses_a_run_made_with_other_settings(tmp_path):
         Trainer(other, tmp_path, CPU, progress=False).fit(resume=True)
 
 
+def test_a_constant_rate_run_cut_short_is_closed_at_its_epochs_under_a_new_name(tmp_path):
+    """What scripts/gpu_lease.sh does with a PGD-AT run its lease stopped: resuming with fewer
+    epochs and a name that says the length closes it, complete, with the last epoch's
+    weights; other settings still may not change."""
+    kw = dict(method="pgd_at", steps=2, alpha=0.15, batch_size=20, limit_train=100,
+              limit_test=50)
+    planned = make_config("mnist", epochs=4, **kw)
+    trainer = Trainer(planned, tmp_path, CPU, progress=False)
+    trainer._train_epoch = _stop_after(trainer, trainer._train_epoch, epochs=2)
+    assert trainer.fit()["status"] == "interrupted"
+    state = torch.load(tmp_path / RESUME_FILE, weights_only=True)
+    assert state["epoch"] == 2
+    closed = make_config("mnist", epochs=2, name="pgd_at-2ep", **kw)
+    record = Trainer(closed, tmp_path, CPU, progress=False).fit(resume=True)
+    assert record["status"] == "complete" and record["epochs_done"] == 2
+    assert record["config"]["name"] == "pgd_at-2ep" and record["config"]["epochs"] == 2
+    weights = torch.load(tmp_path / MODEL_FILE, weights_only=True)
+    weights = weights["state_dict"]
+    for k, v in state["model"].items():
+        assert torch.equal(weights[k], v), k
+    other = make_config("mnist", epochs=2, name="pgd_at-2ep", **{**kw, "steps": 3})
+    with pytest.raises(ppcore.PPCoreError, match="other settings \\(steps\\)"):
+        Trainer(other, tmp_path, CPU, progress=False).fit(resume=True)
+
+
+def _stop_after(trainer, train_epoch, epochs):
+    def wrapped():
+        train_epoch()
+        if trainer.epoch >= epochs:
+            trainer.request_stop()
+    return wrapped
+
+
 def test_a_diverging_run_stops_with_a_clear_message_and_keeps_its_record(tmp_path):
     cfg = make_config("mnist", method="proposed", lam=1000.0, lr=1.0, epochs=1, batch_size=20,
                       limit_train=400, limit_test=50)

@@ -108,6 +108,27 @@ class _Graph:
         return self.out.clone()
 
 
+def disagreement(model, replayed, eager, y, loss_fn) -> str | None:
+    """Why the replayed attack's examples are not the eager loop's, or None where they are.
+
+    The same arithmetic in the same order gives the same iterates, except where a gradient
+    is within rounding of zero and its sign flips (TRADES starts 0.001 from the clean image,
+    where the KL's gradient nearly vanishes); the trajectories then part, but the attack is
+    as strong. So: 99% of pixels agree, or the replayed examples reach the eager loss to 1%.
+    """
+    if not bool(torch.isfinite(replayed).all()):
+        return "non-finite examples"
+    same = float(((replayed - eager).abs() <= 1e-3).float().mean())
+    if same >= 0.99:
+        return None
+    with torch.no_grad():
+        l_rep, l_eager = (float(loss_fn(model(x), y)) for x in (replayed, eager))
+    if l_rep >= l_eager - 0.01 * abs(l_eager):
+        return None
+    return (f"{same:.1%} of pixels agree and its loss is {l_rep:.4g} against "
+            f"{l_eager:.4g}")
+
+
 def _loop(model, center, x_adv, y, loss_fn, eps, alpha, steps):
     from .functional import input_grad, project_linf
     for _ in range(steps):
@@ -139,14 +160,10 @@ def pgd(model, center, start, y, eps, alpha, steps, loss_fn) -> torch.Tensor | N
                 cache.clear()
             entry = _Graph(model, center, start, y, target, eps, alpha, steps)
             out = entry.run(center, start, y, target)
-            with torch.no_grad():
-                eager = _loop(model, center, start.clone(), y, loss_fn, eps, alpha, steps)
-            # the same arithmetic in the same order: the iterates should agree (a gradient's
-            # sign may flip where it is within rounding of zero, hence the 1% allowance)
-            same = float(((out - eager).abs() <= 1e-3).float().mean())
-            if not bool(torch.isfinite(out).all()) or same < 0.99:
-                raise RuntimeError(f"the replayed attack disagrees with the eager one "
-                                   f"({same:.1%} of pixels agree)")
+            eager = _loop(model, center, start.clone(), y, loss_fn, eps, alpha, steps)
+            problem = disagreement(model, out, eager, y, loss_fn)
+            if problem:
+                raise RuntimeError(f"the replayed attack disagrees with the eager one: {problem}")
         except Exception as exc:  # any failure: eager from now on, and say why once
             _BROKEN["reason"] = str(exc).splitlines()[0] if str(exc) else repr(exc)
             cache.clear()
