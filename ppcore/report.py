@@ -476,18 +476,18 @@ class Report:
         return r if r is not None and r.info.status != "damaged" else None
 
     def claim_run(self, folder: str) -> tuple[Run | None, str]:
-        """The run of a central-claim row and its folder: ``folder`` itself, else its longest
-        complete shorter run ``<folder>-<k>ep`` (the method's own recipe cut to k epochs, and
-        named so: see scripts/gpu_lease.sh)."""
+        """The run of a central-claim row and its folder: ``folder`` itself once complete, else
+        its longest complete shorter run ``<folder>-<k>ep`` (the method's own recipe cut to k
+        epochs, and named so: see scripts/gpu_lease.sh), else ``folder`` as it stands."""
         run = self.run(folder)
-        if run is not None:
+        if run is not None and run.info.status == "complete":
             return run, folder
         pattern = re.compile(re.escape(folder) + r"-(\d+)ep")
         shorter = sorted((int(m.group(1)), name) for name, r in self.runs.items()
                          if (m := pattern.fullmatch(name)) and r.info.status == "complete")
         if shorter:
             return self.runs[shorter[-1][1]], shorter[-1][1]
-        return None, folder
+        return run, folder
 
     def machine_text(self) -> str:
         m = self.machine or {}

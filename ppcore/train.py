@@ -270,21 +270,30 @@ class Trainer:
         self.epoch, self.iteration = int(state["epoch"]), int(state["iteration"])
         self.history = json.loads(state["history"])
         ranks = state.get("rank_rng") or [state]
-        if len(ranks) == self.dist.world_size:
+        why_fresh = None
+        if len(ranks) != self.dist.world_size:
+            why_fresh = (f"the run was saved by {len(ranks)} process(es) and resumes on "
+                         f"{self.dist.world_size}")
+        else:
             mine_rng = ranks[self.dist.rank]
-            torch.set_rng_state(mine_rng["torch_rng"])
-            self.noise_gen.set_state(mine_rng["noise_gen"].to(self.noise_gen.get_state().device))
-            self.metric_gen.set_state(
-                mine_rng["metric_gen"].to(self.metric_gen.get_state().device))
-        else:  # another number of processes: fresh per-rank streams, new for this epoch
+            noise, metric = (mine_rng[k].to(self.noise_gen.get_state().device)
+                             for k in ("noise_gen", "metric_gen"))
+            if noise.numel() != self.noise_gen.get_state().numel():
+                # a GPU generator's state is a seed and an offset, a CPU one's a Mersenne
+                # twister: a run moved between the two cannot carry its streams over
+                why_fresh = f"the run was saved on another kind of device than {self.device}"
+            else:
+                torch.set_rng_state(mine_rng["torch_rng"])
+                self.noise_gen.set_state(noise)
+                self.metric_gen.set_state(metric)
+        if why_fresh:  # fresh per-rank streams, new for this epoch
             base = self.dist.seed(self.cfg.seed + 7919 * self.epoch)
             torch.manual_seed(base)
             self.noise_gen.manual_seed(base + 1)
             self.metric_gen.manual_seed(base + 2)
             if self.dist.is_main:
-                log.warning("the run was saved by %d process(es) and resumes on %d: the random "
-                            "streams of the pairs and attacks start afresh", len(ranks),
-                            self.dist.world_size)
+                log.warning("%s: the random streams of the pairs and attacks start afresh",
+                            why_fresh)
         log.info("resuming %s at epoch %d", self.run_dir, self.epoch)
         return True
 

@@ -160,6 +160,26 @@ def test_a_constant_rate_run_cut_short_is_closed_at_its_epochs_under_a_new_name(
         Trainer(other, tmp_path, CPU, progress=False).fit(resume=True)
 
 
+def test_a_run_saved_on_a_gpu_resumes_on_a_cpu_with_fresh_random_streams(tmp_path, caplog):
+    """A GPU generator's state (seed and offset, 16 bytes) cannot seed a CPU generator: the
+    run resumes with fresh streams and says so, rather than failing."""
+    cfg = make_config("mnist", method="proposed", epochs=2, batch_size=20, limit_train=100,
+                      limit_test=50)
+    trainer = Trainer(cfg, tmp_path, CPU, progress=False)
+    trainer._train_epoch = _stop_after(trainer, trainer._train_epoch, epochs=1)
+    trainer.fit()
+    state = torch.load(tmp_path / RESUME_FILE, weights_only=True)
+    philox = torch.zeros(16, dtype=torch.uint8)   # what torch.cuda's generator state looks like
+    state["noise_gen"] = state["metric_gen"] = philox
+    for r in state["rank_rng"]:
+        r["noise_gen"] = r["metric_gen"] = philox
+    torch.save(state, tmp_path / RESUME_FILE)
+    with caplog.at_level("WARNING", logger="ppcore.train"):
+        record = Trainer(cfg, tmp_path, CPU, progress=False).fit(resume=True)
+    assert record["status"] == "complete" and record["epochs_done"] == 2
+    assert "saved on another kind of device" in caplog.text
+
+
 def _stop_after(trainer, train_epoch, epochs):
     def wrapped():
         train_epoch()
