@@ -244,7 +244,9 @@ def _build_unbounded(ctx: Context) -> list[Stage]:
     stages = [_clean(),
               Stage("deepfool", f"DeepFool-{df.steps}", df, "unbounded", pv("deepfool", df_ok),
                     worst_case=False),
-              Stage("cw_l2", f"C&W-L2 ({cw.steps} it., {cw.search_steps} search)", cw,
+              Stage("cw_l2", f"C&W-L2 ({cw.steps} it., {cw.search_steps} search"
+                    + (f" + up to {cw.extra_search_steps} on the unfooled" if cw.extra_search_steps
+                       else "") + ")", cw,
                     "unbounded", pv("cw", cw_ok), worst_case=False, column="cw")]
     if "cw_linf" in ctx.settings.attack_params:
         # the appendix's l-inf form: no figure in the paper and many Adam runs per image, so it

@@ -29,6 +29,8 @@ PARAMS: dict[str, dict] = {
     "binary_search_steps": dict(label="binary-search steps", kind="int", min=1, max=20,
                                 step=1),
     "search_steps": dict(label="binary-search steps", kind="int", min=1, max=20, step=1),
+    "extra_search_steps": dict(label="extra search steps (unfooled only)", kind="int", min=0,
+                               max=20, step=1),
     "initial_const": dict(label="initial c", kind="float", min=0.0, max=1000.0, step=0.001,
                           format="%.5g"),
     "largest_const": dict(label="largest c", kind="float", min=0.0, max=1000.0, step=1.0),

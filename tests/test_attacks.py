@@ -257,7 +257,8 @@ def test_cw_l2_matches_torchattacks(small_model, mnist_test_batch):
     x, y = x[:12], y[:12]
     # lr 0.01: the loss falls steadily, so neither early-abort rule fires (the two rules differ
     # by a factor 0.9999, and a 1e-4 difference in the loss may flip one and not the other)
-    ours = make_attack("cw_l2", steps=40, search_steps=1, initial_const=5.0, lr=0.01)(
+    ours = make_attack("cw_l2", steps=40, search_steps=1, initial_const=5.0, lr=0.01,
+                       extra_search_steps=0)(
         small_model, x, y)
     theirs = _torchattacks_cw_with_true_margin()(small_model, c=5.0, kappa=0, steps=40,
                                                  lr=0.01)(x, y)
@@ -274,13 +275,34 @@ def test_cw_l2_matches_torchattacks(small_model, mnist_test_batch):
 def test_cw_l2_binary_search_finds_smaller_perturbations(small_model, correct_batch):
     x, y = correct_batch
     x, y = x[:12], y[:12]
-    big_c = make_attack("cw_l2", steps=30, search_steps=1, initial_const=10.0, lr=0.1)(
-        small_model, x, y)
-    search = make_attack("cw_l2", steps=30, search_steps=3, initial_const=10.0, lr=0.1)(
-        small_model, x, y)
+    big_c = make_attack("cw_l2", steps=30, search_steps=1, initial_const=10.0, lr=0.1,
+                        extra_search_steps=0)(small_model, x, y)
+    search = make_attack("cw_l2", steps=30, search_steps=3, initial_const=10.0, lr=0.1,
+                         extra_search_steps=0)(small_model, x, y)
     assert search.success.sum() >= big_c.success.sum()
     both = search.success & big_c.success
     assert float(search.l2[both].mean()) <= float(big_c.l2[both].mean()) + 1e-4
+
+
+def test_cw_l2_extra_search_steps_lift_the_cap_on_c_and_leave_fooled_images_alone(
+        small_model, correct_batch):
+    """One search step at c = 1e-6 weighs the misclassification term at nothing, so it fools
+    (almost) no image; the extra steps go on, for the unfooled images only, x10 each, until c
+    fools them (up to c = 1e5 here); images the plain search fooled keep exactly its result."""
+    x, y = correct_batch
+    x, y = x[:16], y[:16]
+    kw = dict(steps=30, search_steps=1, initial_const=1e-6, lr=0.1)
+    capped = make_attack("cw_l2", extra_search_steps=0, **kw)(small_model, x, y)
+    lifted = make_attack("cw_l2", extra_search_steps=11, **kw)(small_model, x, y)
+    big_c = make_attack("cw_l2", steps=30, search_steps=1, initial_const=100.0, lr=0.1,
+                        extra_search_steps=0)(small_model, x, y)
+    assert capped.success.float().mean() <= 0.25
+    # as many as one step at a c large enough for every image this optimiser can fool in 30
+    # iterations (14 of these 16)
+    assert lifted.success.sum() >= big_c.success.sum() >= 12
+    assert bool((lifted.success >= capped.success).all())
+    same = capped.success
+    assert torch.equal(lifted.l2[same], capped.l2[same])
 
 
 def test_cw_linf_finds_small_linf_perturbations(small_model, correct_batch):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import gc
 import logging
 from dataclasses import dataclass
 from typing import Callable
@@ -95,8 +96,18 @@ class _Graph:
                 body()
         torch.cuda.current_stream(device).wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self.out = body()
+        # no garbage collection while capturing: freeing another run's graph then (a model of
+        # an earlier Trainer in the same process, say) is an operation a capture forbids, and
+        # it broke the capture of the bench's TRADES on an H200 (torch.cuda.graph collects
+        # once before it starts)
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            with torch.cuda.graph(self.graph):
+                self.out = body()
+        finally:
+            if was_enabled:
+                gc.enable()
 
     def run(self, center, start, y, target):
         self.center.copy_(center)
