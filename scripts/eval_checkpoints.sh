@@ -45,7 +45,7 @@ ev() {
     --device "$DEVICE" --no-progress --json "$json" "$@" > /dev/null || echo "!! failed: $json"
 }
 
-M_TABLE="normal proposed fgsm_at pgd_at-short pgd_at alp ablation1 ablation2 ablation3 trades fgsm_rs proposed_spatial proposed_noise_spatial"
+M_TABLE="normal proposed fgsm_at pgd_at-short pgd_at alp ablation1 ablation2 ablation3 trades trades-30ep fgsm_rs proposed_spatial proposed_noise_spatial"
 F_TABLE="normal proposed fgsm_at pgd_at alp ablation1 ablation2 ablation3 trades fgsm_rs"
 
 phase() {
