@@ -259,7 +259,10 @@ class Trainer:
             return False
         saved = json.loads(state["config"])
         mine = self.cfg.to_dict()
-        diff = sorted(k for k in mine if k not in ("epochs", "name") and saved.get(k) != mine[k])
+        # the length, the name and the note may change: a run closed early, or continued on
+        # another machine, is the same run under a new label
+        diff = sorted(k for k in mine if k not in ("epochs", "name", "note")
+                      and saved.get(k) != mine[k])
         if diff:
             raise PPCoreError(f"cannot resume: the run in '{self.run_dir}' was made with other "
                               f"settings ({', '.join(diff)})")

@@ -17,8 +17,13 @@
 #   and a run that does not finish in time is brought back as interrupted and not evaluated.
 # - Evaluations run in parallel lanes until BUDGET; whatever finished comes back.
 # (BENCH=0 skips the speed figures and LIMIT_TRAIN=N trains on N images: a dry run's knobs.)
-# Results: $RESULTS/lease.tar.gz (the new run folders and every eval JSON written),
-# $RESULTS/bench*.txt, $RESULTS/lease.log. Unpack the tar in the repository root.
+# Results: $RESULTS/lease-train.tar.gz (the run folders, packed as soon as training ends),
+# $RESULTS/lease-evals.tar.gz (every eval JSON written), $RESULTS/bench*.txt|json,
+# $RESULTS/logs.tar.gz and $RESULTS/lease.log. Unpack the tars in the repository root.
+# A run continues from its folder's resume.pt where one travels (name it in the call's carry,
+# e.g. checkpoints/mnist-pgd_at/resume.pt): the lease of 2026-11-26 got PGD-AT and ALP to 8
+# epochs (ALP's resume state is kept in docs/pilots/gpu-lease-2026-11-26/alp-resume/), and
+# PGD-AT went on from there on the CPU.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BUDGET=${BUDGET:-560}
@@ -41,11 +46,10 @@ NOTE="GPU lease ($(date -u +%Y-%m-%d)), scripts/gpu_lease.sh"
 pack() {
   say "packing"
   local paths=()
-  for d in "$CK"/mnist-pgd_at* "$CK"/mnist-alp* "$CK"/mnist-trades*; do [[ -d $d ]] && paths+=("$d"); done
   for f in "$CK"/*/eval/*.json; do
     [[ $f -nt "$T0_FILE" ]] && paths+=("$f")
   done
-  tar czf "$RESULTS/lease.tar.gz" "${paths[@]}" 2>/dev/null
+  (( ${#paths[@]} )) && tar czf "$RESULTS/lease-evals.tar.gz" "${paths[@]}" 2>/dev/null
   tar czf "$RESULTS/logs.tar.gz" -C /tmp lease-logs 2>/dev/null
   say "done"
   cat "$RESULTS/lease.log" >&3
@@ -81,8 +85,10 @@ tr() {  # tr LOG ARGS...: becomes the trainer (so that a signal to it reaches th
     --note "$NOTE" ${LIMIT_TRAIN:+--limit-train "$LIMIT_TRAIN"} "${@:2}" >> "/tmp/lease-logs/$1.log" 2>&1
 }
 lane() {  # lane DIR LOG ARGS...: train into DIR until TRAIN_UNTIL (then SIGTERM: it saves and
-  # stops); a run that fails with CUDA graphs goes on from its last epoch without them
-  local dir=$1 logf=$2 extra=(); shift 2
+  # stops), continuing DIR's resume.pt where there is one (carry it: a run goes on across
+  # leases and the CPU); a run that fails with CUDA graphs goes on without them
+  local dir=$1 logf=$2 extra=(--resume); shift 2
+  if grep -qs '"status": "complete"' "$dir/model.json"; then say "$dir is complete"; return 0; fi
   for attempt in 1 2; do
     (( TRAIN_UNTIL - $(el) > 20 )) || return 0
     timeout -s TERM $(( TRAIN_UNTIL - $(el) )) bash -c 'tr "$@"' _ "$logf" --out "$dir" "$@" \
@@ -116,6 +122,10 @@ close() {  # close METHOD
   say "closed mnist-$1 at $k epochs: $(grep -o '"status": "[a-z]*"' "$dir-${k}ep/status.json")"
 }
 close pgd_at; close alp
+# the runs come back first, in their own archive: a transfer cut short later loses evaluations,
+# not training
+tar czf "$RESULTS/lease-train.tar.gz" "$CK"/mnist-pgd_at* "$CK"/mnist-alp* "$CK"/mnist-trades* \
+  2>/dev/null
 
 # -- evaluations in parallel lanes until the budget ----------------------------------------
 ev() {  # ev RUN SUITE LIMIT [extra...]
