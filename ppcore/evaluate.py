@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import functools
 import logging
 import math
 import os
@@ -64,7 +65,7 @@ from .data import DATASETS, TensorData, dataset_info
 from .device import pick_device
 from .distributed import current as current_dist
 from .errors import PPCoreError
-from .modes import eval_mode
+from .modes import eval_mode, full_fp32
 from .progress import Progress
 
 log = logging.getLogger(__name__)
@@ -490,6 +491,15 @@ def _metrics(stage: Stage, m: dict[str, torch.Tensor], clean_correct: torch.Tens
     return out
 
 
+def _in_full_fp32(fn):
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        with full_fp32():
+            return fn(*args, **kwargs)
+    return run
+
+
+@_in_full_fp32
 def evaluate(model_or_checkpoint, suite: str, *, limit: int | None = None,
              device: str | torch.device | None = "auto", eps: float | None = None,
              steps: int | list[int] | tuple[int, ...] | None = None, restarts: int = 1,
@@ -499,7 +509,8 @@ def evaluate(model_or_checkpoint, suite: str, *, limit: int | None = None,
              download: bool | None = None, progress: bool = False,
              progress_callback: Callable[[dict], None] | None = None) -> dict:
     """Run ``suite`` on a checkpoint or model; see the module docstring. Raises ``PPCoreError``
-    with a one-line message for any bad input."""
+    with a one-line message for any bad input. Everything runs in true fp32: TF32 is off on a
+    GPU for the whole evaluation (``modes.full_fp32``), clean accuracy included."""
     from .attacks.base import check_eps, check_steps
 
     t_start = time.perf_counter()
@@ -634,7 +645,7 @@ def evaluate(model_or_checkpoint, suite: str, *, limit: int | None = None,
                     "method": (src_config or {}).get("method"),
                     "dataset": (src_config or {}).get("dataset")}
                    if src_model is not None else None),
-        "n_images": n, "images": n, "device": str(dev), "rows": rows,
+        "n_images": n, "images": n, "device": str(dev), "tf32": False, "rows": rows,
         "results": _flat_results(rows), "worst_case": worst,
         "checks": [], "curves": {}, "notes": _notes(settings, stages, n),
         "ppcore_version": __version__, "torch_version": torch.__version__,

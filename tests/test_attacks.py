@@ -381,3 +381,34 @@ def test_autoattack_is_at_least_as_strong_as_pgd(small_model, mnist_test_batch):
     pgd = make_attack("pgd", eps=0.25, alpha=0.01, steps=30)(small_model, x, y)
     assert aa.accuracy <= pgd.accuracy
     assert float(aa.linf.max()) <= 0.25 + 1e-6
+
+
+def test_attacks_and_evaluations_run_without_tf32_and_restore_the_flags(small_model,
+                                                                        correct_batch):
+    """On a GPU PyTorch lets cuDNN use TF32 by default: inside an attack or an evaluation it is
+    off (true fp32), and the caller's flags are back afterwards; nested blocks share one
+    switch."""
+    from ppcore.modes import full_fp32
+
+    seen = []
+
+    class Spy(torch.nn.Module):
+        def forward(self, x):
+            seen.append((torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32))
+            return small_model(x)
+
+    before = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        x, y = correct_batch
+        make_attack("pgd", eps=0.3, steps=2)(Spy(), x[:4], y[:4])
+        assert seen and set(seen) == {(False, False)}
+        assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == (
+            True, True)
+        with full_fp32():
+            with full_fp32():
+                pass
+            assert not torch.backends.cudnn.allow_tf32   # the inner block left it off
+        assert torch.backends.cudnn.allow_tf32
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..errors import PPCoreError
-from ..modes import eval_mode
+from ..modes import eval_mode, full_fp32
 
 #: ``report(step, x_adv)`` is called by iterative attacks after each step (e.g. to animate PGD)
 Report = Callable[[int, torch.Tensor], None]
@@ -82,7 +82,7 @@ class Attack:
         if x.numel() and (x.min() < 0 or x.max() > 1):
             raise PPCoreError("images must be in [0, 1]")
         check_image_shape(model, x)
-        with eval_mode(model):
+        with eval_mode(model), full_fp32():
             x = x.detach()
             out = self.run(model, x, y, report)
             extra: dict = {}
