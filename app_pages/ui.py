@@ -127,9 +127,11 @@ def default_models(runs: list[run_dirs.RunInfo], n: int = 3) -> list[str]:
     """Up to ``n`` finished models worth comparing: normal, proposed and an adversarially
     trained one where there are such, the paper's settings (not a sweep's) first."""
     picked: list[str] = []
+    # finished runs only while there are some (an interrupted PGD-AT run is not a reference)
+    done = [r for r in runs if r.status == "complete"] or runs
     for want in ("normal", "proposed", "pgd_at", "trades", "alp", "fgsm_at"):
-        pool = [r for r in runs if r.method == want and r.name not in picked]
-        pool.sort(key=lambda r: (r.status != "complete", "sweep" in r.name.lower()))
+        pool = [r for r in done if r.method == want and r.name not in picked]
+        pool.sort(key=lambda r: "sweep" in r.name.lower())
         if pool and len(picked) < n:
             picked.append(pool[0].name)
     return picked or [r.name for r in runs[:n]]

@@ -618,3 +618,20 @@ def test_every_page_works_beside_a_malformed_run_folder(tiny_runs, page):  # noq
     finally:
         shutil.rmtree(bad)
         shutil.rmtree(planted)
+
+
+def test_the_lab_opens_on_finished_models_not_an_interrupted_pgd_at_run():
+    """The comparison a teacher opens on: normal, proposed and an adversarially trained model
+    that finished (TRADES here), not a PGD-AT run still on its way."""
+    from types import SimpleNamespace as Run
+
+    from app_pages import ui
+
+    runs = [Run(name="mnist-pgd_at", method="pgd_at", status="interrupted"),
+            Run(name="mnist-normal", method="normal", status="complete"),
+            Run(name="mnist-trades-30ep", method="trades", status="complete"),
+            Run(name="sweep-mnist-proposed-lam1", method="proposed", status="complete"),
+            Run(name="mnist-proposed", method="proposed", status="complete")]
+    assert ui.default_models(runs) == ["mnist-normal", "mnist-proposed", "mnist-trades-30ep"]
+    # with nothing finished, what there is
+    assert ui.default_models([runs[0]]) == ["mnist-pgd_at"]
