@@ -606,13 +606,17 @@ class Report:
                 continue
             clean, pgd, aa = self._claim_cells(folder)
             group = self.seeds() if folder == "mnist-proposed" and self.seeds() else [run]
-            times = [t for r in group for t in r.epoch_times]
+            # a run still under way may have moved between machines: no time until it is done
+            times = [t for r in group if r.info.status == "complete" for t in r.epoch_times]
             t = sum(times) / len(times) if times else None
             runs_text = ", ".join(_label(r) for r in group)
             machines = sorted({r.recorded("machine") for r in group})
+            # a ratio between two machines says nothing about the methods
+            same = base is not None and machines == [base.recorded("machine")]
+            ratio = (_fmt(t / base_t, 2) if same else "– (other machine)") if t and base_t \
+                else "–"
             rows.append([label, runs_text, _text(clean), _text(pgd), _text(aa), _fmt(t, 1),
-                         _fmt(t / base_t, 2) if t and base_t else "–", _paper_text(p_t),
-                         p_ratio, "; ".join(machines)])
+                         ratio, _paper_text(p_t), p_ratio, "; ".join(machines)])
         text = ("## The paper's central claim (MNIST, Table 1)\n\nThe proposed regulariser "
                 "buys much of adversarial training's robustness at a fraction of its cost. "
                 "Accuracy in % with the 95% Wilson interval and `(paper)`; AutoAttack is not in "
