@@ -9,8 +9,9 @@ reads each step's new values).
 Only the deterministic part is captured: the caller draws the random start with its own
 generator, exactly as the eager loop does, so the random streams and the resume state are the
 same with graphs or without. The first replay of every captured graph is checked against the
-eager loop on the same batch; a mismatch, or any failure to capture, turns graphs off for the
-process with a warning and training goes on eagerly.
+eager loop on the same batch (:func:`disagreement`: the same examples, or an attack as strong);
+a mismatch, or any failure to capture, turns graphs off for the process with a warning and
+training goes on eagerly.
 
 Graphs are used only where :func:`enabled` is on (the trainer turns it on for one-process CUDA
 runs), on CUDA tensors, in eval mode, for a loss this module knows how to feed: the summed
