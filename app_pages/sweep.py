@@ -79,12 +79,7 @@ with st.expander("Training recipe"):
     st.caption(f"Every run of the sweep trains with these; they start at the recipe of "
                f"{METHODS[method].title} on {DATASETS[ds].title}.")
     a, b, c = st.columns(3)
-    batch = a.number_input("Batch size", min_value=2, max_value=TOP["batch_size"], step=10,
-                           key="sw_batch_size")
-    lr = b.number_input("Learning rate", min_value=0.0, max_value=TOP["lr"], step=0.005,
-                        format="%.4g", key="sw_lr",
-                        help="×0.1 at 50% and 75% of the run (the method's own schedule "
-                             "where its paper gives one).")
+    batch, lr = ui.batch_and_lr_inputs(a, b, "sw")
     optimizer = c.selectbox("Optimizer", list(OPTIMIZERS), key="sw_optimizer",
                             help=ui.OPTIMIZER_HELP)
     reduction = ui.reduction_input(a, "sw_reduction", method)

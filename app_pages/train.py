@@ -148,12 +148,7 @@ with c3:
     limit = b.selectbox("Training images", LIMITS, key="train_limit",
                         format_func=lambda n: "all" if n == 0 else f"{n:,}",
                         help="Fewer images: a quicker demo (the paper trains on all).")
-    batch = a.number_input("Batch size", min_value=2, max_value=TOP["batch_size"], step=10,
-                           key="train_batch_size")
-    lr = b.number_input("Learning rate", min_value=0.0, max_value=TOP["lr"], step=0.005,
-                        format="%.4g", key="train_lr",
-                        help="×0.1 at 50% and 75% of the run (the method's own schedule "
-                             "where its paper gives one).")
+    batch, lr = ui.batch_and_lr_inputs(a, b, "train")
     seed = a.number_input("Seed", min_value=0, max_value=TOP["seed"], step=1, key="train_seed")
     device = b.selectbox("Device", jobs.device_choices(), key="train_device")
     every = a.number_input("Metrics every", min_value=1, max_value=1000, step=5,

@@ -42,6 +42,20 @@ def recipe_defaults(ds: str, method: str) -> dict:
             "optimizer": cfg.optimizer, "reduction": cfg.reduction}
 
 
+def batch_and_lr_inputs(batch_col, lr_col, prefix: str) -> tuple[int, float]:
+    """The batch size and learning-rate widgets of the Train and Sweep pages (keys
+    ``<prefix>_batch_size`` and ``<prefix>_lr``), bounded by what a job accepts."""
+    from ppcore.jobs import TRAIN_LIMITS as top
+
+    batch = batch_col.number_input("Batch size", min_value=2, max_value=top["batch_size"],
+                                   step=10, key=f"{prefix}_batch_size")
+    lr = lr_col.number_input("Learning rate", min_value=0.0, max_value=top["lr"], step=0.005,
+                             format="%.4g", key=f"{prefix}_lr",
+                             help="×0.1 at 50% and 75% of the run (the method's own schedule "
+                                  "where its paper gives one).")
+    return batch, lr
+
+
 def precision_input(col, key: str, device: str) -> str:
     """The precision choice, with a caption of what it resolves to on ``device``."""
     from ppcore.config import PRECISIONS
@@ -124,17 +138,8 @@ def model_runs(dataset: str | None = None) -> list[run_dirs.RunInfo]:
 
 
 def default_models(runs: list[run_dirs.RunInfo], n: int = 3) -> list[str]:
-    """Up to ``n`` finished models worth comparing: normal, proposed and an adversarially
-    trained one where there are such, the paper's settings (not a sweep's) first."""
-    picked: list[str] = []
-    # finished runs only while there are some (an interrupted PGD-AT run is not a reference)
-    done = [r for r in runs if r.status == "complete"] or runs
-    for want in ("normal", "proposed", "pgd_at", "trades", "alp", "fgsm_at"):
-        pool = [r for r in done if r.method == want and r.name not in picked]
-        pool.sort(key=lambda r: "sweep" in r.name.lower())
-        if pool and len(picked) < n:
-            picked.append(pool[0].name)
-    return picked or [r.name for r in runs[:n]]
+    """The models the lab and the evaluation page open on (``ppcore.runs.default_models``)."""
+    return run_dirs.default_models(runs, n)
 
 
 # -- settings in the URL ---------------------------------------------------------------------

@@ -83,20 +83,9 @@ def datasets() -> list[str]:
 
 
 def default_models(dataset: str, n: int = 3) -> list[str]:
-    """Up to ``n`` finished models worth comparing: normal, proposed and an adversarially
-    trained one where there are such: the paper's settings first (not a sweep, and a run named
-    after its method before e.g. the black-box sources Net-A / Net-B, which are normal too)."""
-    runs = [r for r in available_runs().values() if r.dataset == dataset]
-    # finished runs only while there are some (an interrupted PGD-AT run is not a reference)
-    done = [r for r in runs if r.status == "complete"] or runs
-    picked: list[str] = []
-    for want in ("normal", "proposed", "pgd_at", "trades", "alp", "fgsm_at"):
-        pool = sorted((r for r in done if r.method == want and r.name not in picked),
-                      key=lambda r: ("sweep" in r.name.lower(), not r.name.endswith(want),
-                                     r.name))
-        if pool and len(picked) < n:
-            picked.append(pool[0].name)
-    return picked or [r.name for r in runs[:n]]
+    """The models the probe opens on for ``dataset`` (``runs.default_models``)."""
+    return runs.default_models([r for r in available_runs().values() if r.dataset == dataset],
+                               n)
 
 
 @functools.lru_cache(maxsize=32)

@@ -572,6 +572,23 @@ class MetricsTail:
             _finite(r.get(k)) for k in numbers)]
 
 
+def default_models(runs: list, n: int = 3) -> list[str]:
+    """Up to ``n`` models worth comparing, by name: normal, proposed and an adversarially
+    trained one where there are such. Finished runs only while there are some (an interrupted
+    PGD-AT run is not a reference); the paper's settings first: not a sweep, and a run named
+    after its method before others of it (e.g. the black-box sources Net-A / Net-B, which are
+    normal too). What the Streamlit lab and the Gradio probe open on."""
+    done = [r for r in runs if r.status == "complete"] or runs
+    picked: list[str] = []
+    for want in ("normal", "proposed", "pgd_at", "trades", "alp", "fgsm_at"):
+        pool = sorted((r for r in done if r.method == want and r.name not in picked),
+                      key=lambda r: ("sweep" in r.name.lower(), not r.name.endswith(want),
+                                     r.name))
+        if pool and len(picked) < n:
+            picked.append(pool[0].name)
+    return picked or [r.name for r in runs[:n]]
+
+
 def read_metrics(run_dir: Path) -> list[dict]:
     tail = MetricsTail(run_dir)
     tail.read()
