@@ -628,6 +628,8 @@ def test_the_lab_opens_on_finished_models_not_an_interrupted_pgd_at_run():
     from app_pages import ui
 
     runs = [Run(name="mnist-pgd_at", method="pgd_at", status="interrupted"),
+            # newest first, as list_runs orders them: a black-box source is normal training too
+            Run(name="mnist-net_a", method="normal", status="complete"),
             Run(name="mnist-normal", method="normal", status="complete"),
             Run(name="mnist-trades-30ep", method="trades", status="complete"),
             Run(name="sweep-mnist-proposed-lam1", method="proposed", status="complete"),
