@@ -476,18 +476,9 @@ class Report:
         return r if r is not None and r.info.status != "damaged" else None
 
     def claim_run(self, folder: str) -> tuple[Run | None, str]:
-        """The run of a central-claim row and its folder: ``folder`` itself once complete, else
-        its longest complete shorter run ``<folder>-<k>ep`` (the method's own recipe cut to k
-        epochs, and named so: see scripts/gpu_lease.sh), else ``folder`` as it stands."""
-        run = self.run(folder)
-        if run is not None and run.info.status == "complete":
-            return run, folder
-        pattern = re.compile(re.escape(folder) + r"-(\d+)ep")
-        shorter = sorted((int(m.group(1)), name) for name, r in self.runs.items()
-                         if (m := pattern.fullmatch(name)) and r.info.status == "complete")
-        if shorter:
-            return self.runs[shorter[-1][1]], shorter[-1][1]
-        return run, folder
+        """The run of a central-claim row and its folder (``runs.claim_folder``)."""
+        folder = R.claim_folder({n: r.info.status for n, r in self.runs.items()}, folder)
+        return self.run(folder), folder
 
     def machine_text(self) -> str:
         m = self.machine or {}
@@ -649,10 +640,12 @@ class Report:
         for m in data["models"]:
             if not isinstance(m, dict):
                 continue
-            folder = str(m.get("folder", "?"))
+            folder = f"`{str(m.get('folder', '?'))[:80]}`"
+            if isinstance(m.get("stands_for"), str):
+                folder += f" (for `{m['stands_for'][:80]}`)"
             res = m.get("result")
             if not isinstance(res, dict):
-                rows.append([f"`{folder}`", "–", "–", "–",
+                rows.append([folder, "–", "–", "–",
                              f"not checked: {str(m.get('missing', 'no result'))[:120]}"])
                 continue
             n = int(res.get("n", 0))
@@ -665,7 +658,7 @@ class Report:
                           if isinstance(claim, dict) and _finite(claim.get("accuracy")) else "–")
             checks = _verdicts([v for v in m.get("verdicts", []) if isinstance(v, dict)],
                                "check", "no claim")
-            rows.append([f"`{folder}`", *cells, claim_text, checks])
+            rows.append([folder, *cells, claim_text, checks])
         self.add(
             f"{title}\n\nWhat a reviewer runs to check the report without ppcore's attacks: "
             f"{att.get('library', '?')} {att.get('version', '?')} `{att.get('name', '?')}` "
@@ -891,7 +884,7 @@ class Report:
     def figure1(self) -> None:
         title = "## Figure 1 — d_per, d_intra, d_inter over training (MNIST)"
         claim = P.claim("figure1_feature_distances") or ""
-        names = ["mnist-normal", "mnist-pgd_at"]
+        names = [self.claim_run(n)[1] for n in ("mnist-normal", "mnist-pgd_at")]
         series = {n: [m for m in self.run(n).metrics if m.get("type") == "iter"
                       and all(_finite(m.get(k)) for k in ("d_per", "d_intra", "d_inter"))]
                   for n in names if self.run(n) is not None}
@@ -935,7 +928,8 @@ class Report:
 
     def meter(self) -> None:
         title = "## The robustness meter over training (MNIST)"
-        names = ["mnist-normal", "mnist-proposed", "mnist-pgd_at"]
+        names = [self.claim_run(n)[1]
+                 for n in ("mnist-normal", "mnist-proposed", "mnist-pgd_at")]
         series = {}
         for n in names:
             run = self.run(n)

@@ -589,6 +589,19 @@ def default_models(runs: list, n: int = 3) -> list[str]:
     return picked or [r.name for r in runs[:n]]
 
 
+def claim_folder(status: dict[str, str], folder: str) -> str:
+    """The run that stands for ``folder`` (a method's own recipe, e.g. ``mnist-pgd_at``) among
+    runs named in ``status`` (folder name -> status): ``folder`` itself once complete, else its
+    longest complete shorter run ``<folder>-<k>ep`` (that recipe cut to k epochs, and named so),
+    else ``folder`` as it stands. The report and scripts/independent_check.py both use it."""
+    if status.get(folder) == "complete":
+        return folder
+    pattern = re.compile(re.escape(folder) + r"-(\d+)ep")
+    shorter = sorted((int(m.group(1)), name) for name, st in status.items()
+                     if (m := pattern.fullmatch(name)) and st == "complete")
+    return shorter[-1][1] if shorter else folder
+
+
 def read_metrics(run_dir: Path) -> list[dict]:
     tail = MetricsTail(run_dir)
     tail.read()

@@ -11,6 +11,10 @@ issue 9's targets:
   report claims for it (ppcore's own white-box evaluation in ``eval/whitebox.json``);
 * PGD-AT: at least 88 % under PGD-40.
 
+A method's plain folder (e.g. ``mnist-pgd_at``) stands for its own recipe: until that run is
+complete, its longest complete shorter run ``<folder>-<k>ep`` is checked in its place, as the
+report's central-claim table does (``ppcore.runs.claim_folder``).
+
 The JSON it writes holds the command, the machine, the library versions and every count;
 ``python -m ppcore report`` renders it in docs/results.md. A model whose folder is missing or
 not complete is listed as such, never skipped silently.
@@ -35,7 +39,7 @@ from ppcore.checkpoint import load_model, load_record  # noqa: E402
 from ppcore.data import load_split, to_float  # noqa: E402
 from ppcore.device import machine_name  # noqa: E402
 from ppcore.report import eval_row  # noqa: E402
-from ppcore.runs import read_json  # noqa: E402
+from ppcore.runs import claim_folder, list_runs, read_json  # noqa: E402
 
 log = logging.getLogger("independent_check")
 
@@ -118,9 +122,13 @@ def main(argv: list[str] | None = None) -> int:
     n = max(1, min(args.n, len(labels)))
     x, y = to_float(images[:n]), labels[:n]
     models = []
-    for folder, target in TARGETS.items():
+    status = {i.name: i.status for i in list_runs([Path(args.checkpoints)], max_depth=1)}
+    for plain, target in TARGETS.items():
+        folder = claim_folder(status, plain)
         run = Path(args.checkpoints) / folder
         entry = {"folder": folder, "targets": target}
+        if folder != plain:
+            entry["stands_for"] = plain
         try:
             record = load_record(run)
         except Exception as exc:  # noqa: BLE001 - a missing or damaged folder is a finding

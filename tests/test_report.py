@@ -15,6 +15,7 @@ import pytest
 
 from ppcore.cli import main
 from ppcore.report import Cell, SeedCell, history, load_notes, verdict, wilson, write_report
+from ppcore.runs import claim_folder
 
 REPO = Path(__file__).resolve().parents[1]
 N = 20  # test images of every evaluation here
@@ -221,6 +222,16 @@ def test_notes_and_command(ckpt_root, tmp_path):
     assert main(["report", "--checkpoints", str(tmp_path / "missing")]) == 2
 
 
+def test_a_method_stands_for_its_longest_complete_cut_until_its_own_run_is_done():
+    status = {"mnist-pgd_at": "interrupted", "mnist-pgd_at-30ep": "complete",
+              "mnist-pgd_at-34ep": "complete", "mnist-pgd_at-40ep": "running",
+              "mnist-pgd_at-x-50ep": "complete", "mnist-alp-60ep": "complete"}
+    assert claim_folder(status, "mnist-pgd_at") == "mnist-pgd_at-34ep"
+    assert claim_folder({**status, "mnist-pgd_at": "complete"}, "mnist-pgd_at") == "mnist-pgd_at"
+    assert claim_folder(status, "mnist-alp") == "mnist-alp-60ep"
+    assert claim_folder(status, "mnist-trades") == "mnist-trades"
+
+
 def test_a_resumed_run_keeps_one_history():
     rows = [{"type": "start", "iterations_per_epoch": 10},
             *({"type": "iter", "iter": i} for i in (5, 10, 15)),
@@ -249,12 +260,19 @@ def test_the_independent_check_runs_torchattacks_and_the_report_shows_its_verdic
         shutil.copytree(ckpt_root / "mnist-normal", root / dst)
     # the fixture's seed copies have an edited record: the check must refuse their weights
     shutil.copytree(ckpt_root / "mnist-proposed-seed1", root / "mnist-proposed-seed1")
+    # PGD-AT's own recipe still training: its complete 2-epoch cut stands for it
+    shutil.copytree(ckpt_root / "mnist-fgsm_at", root / "mnist-pgd_at")
+    shutil.copytree(ckpt_root / "mnist-normal", root / "mnist-pgd_at-2ep")
     out = tmp_path / "independent.json"
     assert mod.main(["--n", str(N), "--checkpoints", str(root), "--out", str(out)]) == 0
     data = json.loads(out.read_text())
     assert data["attack"]["library"] == "torchattacks" and data["attack"]["steps"] == 40
     by = {m["folder"]: m for m in data["models"]}
-    assert "no checkpoint" in by["mnist-pgd_at"]["missing"]
+    assert "no checkpoint" in by["mnist-trades-30ep"]["missing"]
+    assert "mnist-pgd_at" not in by and by["mnist-pgd_at-2ep"]["stands_for"] == "mnist-pgd_at"
+    cut = by["mnist-pgd_at-2ep"]
+    assert cut["verdicts"] == [{"check": "PGD-40 >= 88 %",
+                                "passed": cut["result"]["pgd40"] >= 88.0}]
     assert "does not match the weights" in by["mnist-proposed-seed1"]["missing"]
     normal = by["mnist-normal"]
     res = normal["result"]
@@ -272,7 +290,8 @@ def test_the_independent_check_runs_torchattacks_and_the_report_shows_its_verdic
     row = _row(section, "| `mnist-normal` |")
     assert f"{100.0 * res['pgd40_correct'] / N:.2f} [" in row
     assert ("pass" if res["pgd40"] <= 5.0 else "**FAIL**") in row
-    assert "not checked: no checkpoint" in _row(section, "| `mnist-pgd_at` |")
+    assert "not checked: no checkpoint" in _row(section, "| `mnist-trades-30ep` |")
+    assert "**FAIL**" in _row(section, "| `mnist-pgd_at-2ep` (for `mnist-pgd_at`) |")
     missing = write_report(root, tmp_path / "r2.md", None, pilots=None,
                            independent=tmp_path / "none.json").read_text()
     assert "Not run yet: `python scripts/independent_check.py`" in missing
