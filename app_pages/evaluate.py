@@ -7,7 +7,6 @@ import streamlit as st
 from app_pages import ui
 from ppcore import jobs
 from ppcore import runs as run_dirs
-from ppcore.data import DATASETS
 from ppcore.errors import PPCoreError
 from ppcore.evaluate import SUITES, render_markdown
 

@@ -12,7 +12,7 @@ from ppcore.config import DEFAULT_MODEL, OPTIMIZERS, PRECISIONS, REDUCTIONS
 from ppcore.data import DATASETS
 from ppcore.errors import PPCoreError
 from ppcore.methods import METHODS, preset
-from ppcore.models import INITS, MODELS
+from ppcore.models import MODELS
 from ppcore.train import PROBE_STEPS
 
 st.title("Train")

@@ -61,7 +61,7 @@ from . import paper as _paper
 from .attacks import ATTACKS, Attack, make_attack
 from .attacks.functional import input_grad
 from .attacks.transfer import check_same_dataset
-from .data import DATASETS, TensorData, dataset_info
+from .data import TensorData, dataset_info
 from .device import pick_device
 from .distributed import current as current_dist
 from .errors import PPCoreError

@@ -62,9 +62,10 @@ class PGD(Attack):
             xs, ys = (x, y) if remaining is None else (x[remaining], y[remaining])
             callback = None
             if report is not None:
-                def callback(step: int, xr: torch.Tensor, _r=r, _idx=remaining) -> None:
+                def progress(step: int, xr: torch.Tensor, _r=r, _idx=remaining) -> None:
                     full = xr if _idx is None else best.clone().index_copy_(0, _idx, xr)
                     report(_r * self.steps + step, full)
+                callback = progress
             xr = pgd_linf(model, xs, ys, self.eps, self.alpha, self.steps,
                           random_start=self.random_start, generator=gen, callback=callback,
                           early_stop=self.early_stop)
