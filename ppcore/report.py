@@ -229,9 +229,39 @@ class Run:
                 if m.get("type") == "epoch" and R._finite(m.get("epoch_time_s"))]
 
     @property
+    def epoch_machines(self) -> list[str]:
+        """The machine of each of ``epoch_times``: the record's own list, else the start rows of
+        metrics.jsonl (``runs.epoch_machines``: a run resumed elsewhere names each part), else
+        the record's one machine."""
+        n = len(self.epoch_times)
+        own = self.record.get("epoch_machines")
+        named = own if isinstance(own, list) and len(own) == n else R.epoch_machines(
+            self.metrics, n)
+        fallback = self.recorded("machine")
+        return [m[:120] if isinstance(m, str) and m else fallback for m in named]
+
+    @property
+    def main_machine(self) -> str:
+        """Where most of its epochs ran (the latest of equals)."""
+        ms = self.epoch_machines
+        return max(reversed(ms), key=ms.count) if ms else self.recorded("machine")
+
+    def times_on(self, machine: str) -> list[float]:
+        return [t for t, m in zip(self.epoch_times, self.epoch_machines) if m == machine]
+
+    @property
     def epoch_time(self) -> float | None:
-        t = self.epoch_times
-        return sum(t) / len(t) if t else None
+        """The median wall time of an epoch on ``main_machine`` (a median, so that one epoch
+        that waited for the CPU does not stand for the others)."""
+        return _median(self.times_on(self.main_machine))
+
+    @property
+    def machine_text(self) -> str:
+        spans = R.machine_spans(self.epoch_machines)
+        if len({m for m, _, _ in spans}) <= 1:
+            return spans[0][0] if spans else self.recorded("machine")
+        return "; ".join(f"{m}: epoch{'s' if a != b else ''} {a}{f'-{b}' if a != b else ''}"
+                         for m, a, b in spans)
 
     def recorded(self, key: str) -> str:
         """A field of the record, else of the start row of a run in progress."""
@@ -413,6 +443,10 @@ def _verdicts(checks: list[dict], name_key: str, unknown: str) -> str:
     (``unknown``: the word for None)."""
     return "; ".join(f"{ch.get(name_key)}: " + {True: "pass", False: "**FAIL**"}.get(
         ch.get("passed"), unknown) for ch in checks)
+
+
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
 
 
 def _fmt(v: float | None, digits: int = 2) -> str:
@@ -597,24 +631,31 @@ class Report:
                 continue
             clean, pgd, aa = self._claim_cells(folder)
             group = self.seeds() if folder == "mnist-proposed" and self.seeds() else [run]
-            # a run still under way may have moved between machines: no time until it is done
-            times = [t for r in group if r.info.status == "complete" for t in r.epoch_times]
-            t = sum(times) / len(times) if times else None
+            # no time for a run still under way; one machine per row: normal's where the
+            # run has epochs on it (a run may be resumed on another machine), else its own
+            done = [r for r in group if r.info.status == "complete"]
+            on = {m for r in done for m in r.epoch_machines}
+            machine = (base.main_machine if base is not None and base.main_machine in on
+                       else done[0].main_machine if done else None)
+            t = _median([x for r in done for x in r.times_on(machine)]) if machine else None
             runs_text = ", ".join(_label(r) for r in group)
-            machines = sorted({r.recorded("machine") for r in group})
+            where = "; ".join(sorted({r.machine_text for r in group}))
+            if machine and where != machine:
+                where = f"{machine} (the time's; the run's epochs: {where})"
             # a ratio between two machines says nothing about the methods
-            same = base is not None and machines == [base.recorded("machine")]
+            same = base is not None and machine == base.main_machine
             ratio = (_fmt(t / base_t, 2) if same else "– (other machine)") if t and base_t \
                 else "–"
             rows.append([label, runs_text, _text(clean), _text(pgd), _text(aa), _fmt(t, 1),
-                         ratio, _paper_text(p_t), p_ratio, "; ".join(machines)])
+                         ratio, _paper_text(p_t), p_ratio, where])
         text = ("## The paper's central claim (MNIST, Table 1)\n\nThe proposed regulariser "
                 "buys much of adversarial training's robustness at a fraction of its cost. "
                 "Accuracy in % with the 95% Wilson interval and `(paper)`; AutoAttack is not in "
                 "the paper. The proposed model is the mean ± standard deviation over "
                 f"{self._seed_words()}; its interval pools the seeds' images. Time per epoch: "
-                "the mean of the record's `epoch_times_s` (training alone), on the machine the "
-                "record names; the paper's times are one NVIDIA TITAN X's.\n\n"
+                "the median of the record's `epoch_times_s` (training alone) on the machine "
+                "named, normal's where the run has epochs there; the paper's times are one "
+                "NVIDIA TITAN X's.\n\n"
                 + _table(["model", "run(s)", "clean %", "PGD-100 %", "AutoAttack %",
                           "s / epoch here", "ratio to normal", "paper s / epoch",
                           "paper ratio", "machine"], rows))
@@ -700,12 +741,13 @@ class Report:
                 hp or "–", run.status_text, f"{run.epochs_done}/{run.epochs or '?'}",
                 str(rec.get("iterations", run.info.iteration)), run.recorded("precision"),
                 run.recorded("optimizer"), run.recorded("schedule"), str(cfg.get("seed", "?")),
-                _fmt(t, 1), run.recorded("machine"), acc_cell])
+                _fmt(t, 1), run.machine_text, acc_cell])
         text = ("## Checkpoints\n\nEvery folder under `checkpoints/` holds `model.pt`, "
                 "`model.json` (the training record), `metrics.jsonl` and `status.json`; "
                 "`eval/<suite>.json` holds its evaluations. Each record's precision, optimiser, "
-                "schedule, iterations, seed and wall time per epoch (the mean of "
-                "`epoch_times_s`, training alone) as it records them; a run still training shows "
+                "schedule, iterations, seed and wall time per epoch (the median of "
+                "`epoch_times_s`, training alone, on the machine most of its epochs ran on) as "
+                "it records them, and the machine of each of its epochs; a run still training shows "
                 "the epochs it has done. Test accuracy is on the record's test images.\n\n"
                 + _table(["folder", "method (name)", "model", "hyper-parameters", "status",
                           "epochs", "iterations", "precision", "optimizer", "schedule", "seed",

@@ -602,6 +602,36 @@ def claim_folder(status: dict[str, str], folder: str) -> str:
     return shorter[-1][1] if shorter else folder
 
 
+def epoch_machines(rows: list[dict], epochs: int) -> list[str | None]:
+    """The machine each of a run's first ``epochs`` epochs ran on, read from the start rows of
+    its metrics.jsonl: a start row names the machine of every epoch after its
+    ``resumed_at_epoch`` (none: from the first), until a later start row says otherwise (a run
+    may be resumed on another machine). None where no start row says."""
+    out: list[str | None] = [None] * max(int(epochs), 0)
+    for r in rows:
+        if not isinstance(r, dict) or r.get("type") != "start":
+            continue
+        first = r.get("resumed_at_epoch")
+        first = first if isinstance(first, int) and first >= 0 else 0
+        machine = r.get("machine")
+        for e in range(first, len(out)):
+            out[e] = machine[:120] if isinstance(machine, str) else None
+    return out
+
+
+def machine_spans(machines: list[str | None]) -> list[tuple[str, int, int]]:
+    """Consecutive epochs on one machine, as (machine, first epoch, last epoch), counted from 1;
+    an epoch no row names is "not recorded"."""
+    spans: list[tuple[str, int, int]] = []
+    for e, m in enumerate(machines, start=1):
+        m = m or "not recorded"
+        if spans and spans[-1][0] == m:
+            spans[-1] = (m, spans[-1][1], e)
+        else:
+            spans.append((m, e, e))
+    return spans
+
+
 def read_metrics(run_dir: Path) -> list[dict]:
     tail = MetricsTail(run_dir)
     tail.read()

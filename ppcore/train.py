@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from . import __version__
-from .runs import process_start
+from .runs import epoch_machines, process_start, read_metrics
 from .checkpoint import (RESUME_FILE, atomic_write_bytes, atomic_write_json,
                          remove_stale_temps, save_checkpoint)
 from .config import TrainConfig
@@ -194,6 +194,8 @@ class Trainer:
             "final_metrics": {k: last.get(k) for k in ("test_acc", "train_acc", "d_per",
                                                       "d_intra", "d_inter")},
             "epoch_times_s": [h["epoch_time_s"] for h in self.history],
+            # a run resumed elsewhere has epochs on several machines: each epoch's own
+            "epoch_machines": [h.get("machine") for h in self.history],
             "method_title": self.method.title, "dataset_title": self.info.title,
             "ppcore_version": __version__, "torch_version": torch.__version__,
             "device": str(self.device), "machine": machine_name(self.device),
@@ -272,6 +274,11 @@ class Trainer:
         self.perm_gen.set_state(state["perm_gen"])
         self.epoch, self.iteration = int(state["epoch"]), int(state["iteration"])
         self.history = json.loads(state["history"])
+        if any("machine" not in h for h in self.history):
+            # saved before epochs named their machine: the start rows of metrics.jsonl say
+            named = epoch_machines(read_metrics(self.run_dir), len(self.history))
+            for h, m in zip(self.history, named):
+                h.setdefault("machine", m)
         ranks = state.get("rank_rng") or [state]
         why_fresh = None
         if len(ranks) != self.dist.world_size:
@@ -504,7 +511,8 @@ class Trainer:
         summary = {"type": "epoch", "epoch": self.epoch, "iter": self.iteration,
                    "test_acc": test_acc, "train_acc": train_acc,
                    "epoch_time_s": epoch_time, "probe_share": probe_s / max(
-                       epoch_time + probe_s, 1e-9), **red, **robust}
+                       epoch_time + probe_s, 1e-9), "machine": machine_name(self.device),
+                   **red, **robust}
         self.history.append(summary)
         self._emit(summary)
         log.info("epoch %d/%d: test accuracy %.4f, %.1fs", self.epoch, cfg.epochs, test_acc,

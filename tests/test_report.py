@@ -222,6 +222,29 @@ def test_notes_and_command(ckpt_root, tmp_path):
     assert main(["report", "--checkpoints", str(tmp_path / "missing")]) == 2
 
 
+def test_a_run_on_several_machines_is_timed_on_normal_s_machine(ckpt_root, tmp_path):
+    """A run resumed elsewhere (PGD-AT: an H200, then this CPU) is timed by its epochs on the
+    machine normal ran on, with every machine's epochs named, never as one mean over both."""
+    root = tmp_path / "ck"
+    shutil.copytree(ckpt_root, root)
+    _copy_run(root, "mnist-normal", "mnist-pgd_at-3ep", method="pgd_at", name="pgd_at-3ep")
+    here = json.loads((root / "mnist-normal" / "model.json").read_text())["machine"]
+    base = json.loads((root / "mnist-normal" / "model.json").read_text())["epoch_times_s"][0]
+
+    def three_epochs(d: dict) -> None:
+        d.update(epoch_times_s=[40.0, 300.0, 310.0], epochs_done=3,
+                 epoch_machines=["NVIDIA H200", here, here])
+        d["config"]["epochs"] = 3
+    _edit_json(root / "mnist-pgd_at-3ep" / "model.json", three_epochs)
+    text = write_report(root, tmp_path / "r.md", None, pilots=None).read_text()
+    row = _row(_section(text, "## The paper's central claim"), "| PGD-AT |")
+    assert "`mnist-pgd_at-3ep`" in row and f"| 305.0 | {305.0 / base:.2f} |" in row
+    assert f"{here} (the time's; the run's epochs: NVIDIA H200: epoch 1; {here}: epochs 2-3)" \
+        in row
+    ck = _row(_section(text, "## Checkpoints"), "| `mnist-pgd_at-3ep`")
+    assert "| 305.0 |" in ck and f"NVIDIA H200: epoch 1; {here}: epochs 2-3" in ck
+
+
 def test_a_method_stands_for_its_longest_complete_cut_until_its_own_run_is_done():
     status = {"mnist-pgd_at": "interrupted", "mnist-pgd_at-30ep": "complete",
               "mnist-pgd_at-34ep": "complete", "mnist-pgd_at-40ep": "running",

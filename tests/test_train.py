@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -178,6 +179,37 @@ def test_a_run_saved_on_a_gpu_resumes_on_a_cpu_with_fresh_random_streams(tmp_pat
         record = Trainer(cfg, tmp_path, CPU, progress=False).fit(resume=True)
     assert record["status"] == "complete" and record["epochs_done"] == 2
     assert "saved on another kind of device" in caplog.text
+
+
+def test_a_run_resumed_on_another_machine_records_the_machine_of_each_epoch(tmp_path):
+    """PGD-AT's shipped run had epochs on an H200, then two CPUs: its record must not give one
+    machine for all of them. A resume state saved before epochs named their machine takes
+    them from the start rows of metrics.jsonl; the report shows each machine's epochs."""
+    from ppcore.device import machine_name
+    from ppcore.report import load_runs
+
+    run = tmp_path / "mnist-pgd_at"
+    cfg = make_config("mnist", method="normal", epochs=3, batch_size=20, limit_train=100,
+                      limit_test=50)
+    trainer = Trainer(cfg, run, CPU, progress=False)
+    trainer._train_epoch = _stop_after(trainer, trainer._train_epoch, epochs=1)
+    assert trainer.fit()["epoch_machines"] == [machine_name(CPU)]
+    # as the run of 2026-11-26 left it: an H200 ran epoch 1, and no epoch named its machine
+    state = torch.load(run / RESUME_FILE, weights_only=True)
+    state["history"] = json.dumps([{k: v for k, v in h.items() if k != "machine"}
+                                   for h in json.loads(state["history"])])
+    torch.save(state, run / RESUME_FILE)
+    rows = [json.loads(line) for line in (run / METRICS_FILE).read_text().splitlines()]
+    rows[0]["machine"] = "NVIDIA H200"
+    (run / METRICS_FILE).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    record = Trainer(cfg, run, CPU, progress=False).fit(resume=True)
+    here = machine_name(CPU)
+    assert record["epoch_machines"] == ["NVIDIA H200", here, here]
+    assert record["machine"] == here and len(record["epoch_times_s"]) == 3
+    shown = load_runs(tmp_path)["mnist-pgd_at"]
+    assert shown.machine_text == f"NVIDIA H200: epoch 1; {here}: epochs 2-3"
+    assert shown.main_machine == here
+    assert shown.epoch_time == statistics.median(record["epoch_times_s"][1:])  # this CPU's
 
 
 def _stop_after(trainer, train_epoch, epochs):
