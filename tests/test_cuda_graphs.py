@@ -29,15 +29,16 @@ def mnist_test():
 
 
 def _model(device, mnist_test=None):
-    """A new run's MNIST network (the default model and padding), fitted for 30 steps to the
-    given images where there are some: its last layer starts at zero, and an untrained one
-    would give every attack a zero gradient."""
+    """A new run's MNIST network (the default model and padding), fitted for 30 Adam steps to
+    the given images where there are some: its last layer starts at zero, and an untrained one
+    would give every attack a zero gradient. (30 steps of SGD with momentum left it at 36 %
+    accuracy, and on an AMD EPYC one run's replay check took the clean images for an attack.)"""
     cfg = make_config("mnist")
     torch.manual_seed(0)
     model = build_model(cfg.model, dataset_info("mnist"), **cfg.model_options).to(device)
     if mnist_test is not None:
         x, y = _batch(mnist_test, 256, device)
-        opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
         for _ in range(30):
             opt.zero_grad()
             F.cross_entropy(model(x), y).backward()
