@@ -22,6 +22,7 @@ import math
 import re
 import statistics
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from . import paper as P
@@ -220,7 +221,7 @@ class Run:
         text = {"running": "still training"}.get(self.info.status, self.info.status)
         return f"**{text}** ({self.epochs_done}/{self.epochs or '?'} epochs done)"
 
-    @property
+    @cached_property
     def epoch_times(self) -> list[float]:
         t = self.record.get("epoch_times_s")
         if isinstance(t, list) and t:
@@ -228,11 +229,12 @@ class Run:
         return [float(m["epoch_time_s"]) for m in self.metrics
                 if m.get("type") == "epoch" and R._finite(m.get("epoch_time_s"))]
 
-    @property
+    @cached_property
     def epoch_machines(self) -> list[str]:
         """The machine of each of ``epoch_times``: the record's own list, else the start rows of
         metrics.jsonl (``runs.epoch_machines``: a run resumed elsewhere names each part), else
-        the record's one machine."""
+        the record's one machine. Read once: the median, the main machine and the spans all
+        derive from it."""
         n = len(self.epoch_times)
         own = self.record.get("epoch_machines")
         named = own if isinstance(own, list) and len(own) == n else R.epoch_machines(
