@@ -47,12 +47,14 @@ from ppcore import runs as run_dirs  # noqa: E402
 
 measured = run_dirs.measured_claim()
 if measured:
-    acc, n = measured
+    acc = measured.accuracy
+    ref = (f" and **{acc[measured.reference]:.1f}%** for PGD adversarial training "
+           f"(`{measured.reference}`)" if measured.reference else "")
     claim.markdown(
-        f"Measured here on {n:,} MNIST test images (PGD-100, ε 0.3, shipped checkpoints): "
-        f"**{acc['mnist-normal']:.1f}%** of the images survive for normal training and "
-        f"**{acc['mnist-proposed']:.1f}%** for the proposed one; the Evaluate page and "
-        f"docs/results.md have every table.")
+        f"Measured here on {measured.images:,} MNIST test images (PGD-100, ε 0.3, shipped "
+        f"checkpoints): **{acc['mnist-normal']:.1f}%** of the images survive for normal "
+        f"training, **{acc['mnist-proposed']:.1f}%** for the proposed one{ref}; the Evaluate "
+        "page and docs/results.md have every table.")
 
 
 @st.cache_data(show_spinner=False, max_entries=8)

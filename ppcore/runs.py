@@ -850,23 +850,51 @@ def run_evals(run_dir: Path) -> dict[str, dict]:
     return out
 
 
+@dataclass(frozen=True)
+class MeasuredClaim:
+    """The Home page's headline: ``accuracy`` (run folder -> %) of one white-box column on
+    ``images`` test images; ``reference`` is the folder of the adversarially trained run that
+    stands beside them (see ``measured_claim``), or None."""
+    accuracy: dict[str, float]
+    images: int
+    reference: str | None = None
+
+
+def _whitebox_cell(name: str, column: str, roots: list[Path]) -> dict | None:
+    data = next((d for d in (_result(Path(r) / name / EVAL_DIR / "whitebox.json")
+                             for r in roots) if d is not None), None)
+    cell = next((c for c in (data or {}).get("rows", [])
+                 if isinstance(c, dict) and c.get("key") == column), None)
+    return cell if cell is not None and _finite(cell.get("accuracy")) else None
+
+
 def measured_claim(column: str = "pgd_100",
                    runs: tuple[str, str] = ("mnist-normal", "mnist-proposed"),
-                   roots: list[Path] | None = None) -> tuple[dict[str, float], int] | None:
-    """``({run: accuracy %}, n images)`` of ``column`` in the white-box evaluations that ship
-    with ``runs`` (the first root that has each; the Home page's headline, measured rather than
-    quoted), or None where any is missing or they were measured on different numbers of
+                   roots: list[Path] | None = None,
+                   reference: str | None = "mnist-pgd_at") -> MeasuredClaim | None:
+    """``column``'s accuracy in the white-box evaluations that ship with ``runs`` (the first
+    root that has each; the Home page's headline, measured rather than quoted), or None where
+    any is missing or they were measured on different numbers of images. ``reference`` (a
+    method's plain folder) joins them where the run that stands for it (``claim_folder``: while
+    PGD-AT trains, its longest complete ``-<k>ep`` cut) has the same column on as many
     images."""
+    roots = roots or run_roots()
     found, sizes = {}, set()
     for name in runs:
-        data = next((d for d in (_result(Path(r) / name / EVAL_DIR / "whitebox.json")
-                                 for r in (roots or run_roots())) if d is not None), None)
-        cell = next((c for c in (data or {}).get("rows", [])
-                     if isinstance(c, dict) and c.get("key") == column), None)
-        if cell is None or not _finite(cell.get("accuracy")):
+        cell = _whitebox_cell(name, column, roots)
+        if cell is None:
             return None
         found[name] = float(cell["accuracy"])
         sizes.add(cell.get("images"))
     if len(sizes) != 1 or not isinstance(next(iter(sizes)), int):
         return None
-    return found, sizes.pop()
+    n = sizes.pop()
+    ref = None
+    if reference:
+        status = {r.name: r.status for r in list_runs(roots, with_model=True)}
+        folder = claim_folder(status, reference)
+        cell = _whitebox_cell(folder, column, roots) if folder in status else None
+        if cell is not None and cell.get("images") == n:
+            found[folder] = float(cell["accuracy"])
+            ref = folder
+    return MeasuredClaim(found, n, ref)

@@ -116,6 +116,22 @@ def test_home_states_the_measured_pgd_figures_with_their_n(tiny_runs, tmp_path, 
     assert (f"Measured here on 20 MNIST test images (PGD-100, ε 0.3, shipped checkpoints): "
             f"**{got['mnist-normal']:.1f}%**") in markdown(at)
     assert f"**{got['mnist-proposed']:.1f}%** for the proposed one" in markdown(at)
+    assert "PGD adversarial training" not in markdown(at)
+    # PGD-AT joins them through the run that stands for it (its complete cut while the plain
+    # folder is still training), and only when measured on as many images
+    from tests.app_fixtures import train_tiny
+
+    cut = train_tiny(root / "mnist-pgd_at-1ep", "mnist", "pgd_at", limit=100, steps=3)
+    for limit in (10, 20):
+        result = evaluate.evaluate(cut, "whitebox", limit=limit, device="cpu")
+        evaluate.save_result(result, str(cut / "eval" / "whitebox.json"), None)
+        at = open_page("home")
+        assert not at.error
+        shown = "for PGD adversarial training (`mnist-pgd_at-1ep`)" in markdown(at)
+        assert shown == (limit == 20)
+    acc = next(c["accuracy"] for c in result["rows"] if c["key"] == "pgd_100")
+    assert (f"**{acc:.1f}%** for PGD adversarial training (`mnist-pgd_at-1ep`)"
+            in markdown(at))
     # without evaluations the page states no figure rather than a quoted one
     monkeypatch.setenv(runs.RUNS_ENV, str(tmp_path / "empty"))
     at = open_page("home")
