@@ -170,6 +170,20 @@ def test_fewer_seeds_say_how_many(ckpt_root, tmp_path):
     assert "60.00 ± 10.00" not in text and "55.00 ± 7.07" in text
 
 
+def test_a_shorter_sweep_point_is_drawn_apart_from_the_curve(ckpt_root, tmp_path, report):
+    assert "shorter than the λ = 10 run's" not in _section(report.read_text(), "## Figure 4")
+    root = tmp_path / "ck"
+    shutil.copytree(ckpt_root, root)
+    done = json.loads((root / "mnist-proposed" / "model.json").read_text())["epochs_done"]
+    _edit_json(root / "sweep-mnist-proposed-lam0.1" / "model.json",
+               lambda d: d.update(epochs_done=done - 1))
+    fig4 = _section(write_report(root, tmp_path / "r.md", None, pilots=None).read_text(),
+                    "## Figure 4")
+    assert f"hollow, unconnected points are runs shorter than the λ = 10 run's {done} epochs" \
+        in fig4
+    assert f"| {done - 1}/" in _row(fig4, "| 0.1 |")
+
+
 def test_sweep_point_does_not_carry_table1_numbers(report):
     text = report.read_text()
     fig4 = _section(text, "## Figure 4")
