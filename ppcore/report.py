@@ -377,17 +377,10 @@ def attack_matches(row: dict, dataset: str, column: str) -> bool:
     return False
 
 
-def eval_row(data: dict | None, key: str) -> dict | None:
-    if not isinstance(data, dict):
-        return None
-    return next((r for r in data.get("rows", []) if isinstance(r, dict) and r.get("key") == key),
-                None)
-
-
 def eval_cell(data: dict | None, key: str, paper: float | None = None, *,
               fooled: bool = False) -> Cell | None:
     """The count behind one eval row's accuracy (or fooling rate) on the eval's n images."""
-    row = eval_row(data, key)
+    row = R.eval_row(data, key)
     n = data.get("images") if isinstance(data, dict) else None
     acc = (row or {}).get("metrics", {}).get("accuracy", (row or {}).get("accuracy"))
     if row is None or not isinstance(n, int) or n <= 0 or not R._finite(acc):
@@ -403,7 +396,7 @@ def whitebox_cell(run: Run | None, table_key: str, column: str, suite: str = "wh
     if run is None:
         return None
     data = run.evals.get(suite)
-    row = eval_row(data, key or column)
+    row = R.eval_row(data, key or column)
     if row is None:
         return None
     prow = paper_row(run, table_key)
@@ -834,7 +827,7 @@ class Report:
                         continue
                     trow = paper_row(target, wb)
                     ok = (s.get("method") == "normal" and trow in ("pgd_at", "proposed")
-                          and attack_matches(eval_row(data, "fgsm") or {}, ds, "fgsm"))
+                          and attack_matches(R.eval_row(data, "fgsm") or {}, ds, "fgsm"))
                     pv = P.paper_value(table, P.source_row(src), f"target_{trow}") if ok else None
                     cell = eval_cell(data, "fgsm", pv)
                     ns.add(data.get("images"))
@@ -891,7 +884,7 @@ class Report:
             have.add(prow)
             cells = []
             for key, col in (("deepfool", "deepfool"), ("cw_l2", "cw")):
-                row = eval_row(data, key)
+                row = R.eval_row(data, key)
                 ok = prow is not None and row is not None and attack_matches(row, "mnist", col)
                 fr = eval_cell(data, key, P.paper_value(table, prow, f"{col}_fooling_rate")
                                if ok else None, fooled=True)

@@ -860,11 +860,18 @@ class MeasuredClaim:
     reference: str | None = None
 
 
+def eval_row(data: dict | None, key: str) -> dict | None:
+    """The row of an eval JSON (``python -m ppcore eval --json``) whose ``key`` is ``key``."""
+    if not isinstance(data, dict):
+        return None
+    return next((r for r in data.get("rows", []) if isinstance(r, dict) and r.get("key") == key),
+                None)
+
+
 def _whitebox_cell(name: str, column: str, roots: list[Path]) -> dict | None:
     data = next((d for d in (_result(Path(r) / name / EVAL_DIR / "whitebox.json")
                              for r in roots) if d is not None), None)
-    cell = next((c for c in (data or {}).get("rows", [])
-                 if isinstance(c, dict) and c.get("key") == column), None)
+    cell = eval_row(data, column)
     return cell if cell is not None and _finite(cell.get("accuracy")) else None
 
 

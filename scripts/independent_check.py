@@ -38,8 +38,7 @@ sys.path.insert(0, str(ROOT))
 from ppcore.checkpoint import load_model, load_record  # noqa: E402
 from ppcore.data import load_split, to_float  # noqa: E402
 from ppcore.device import machine_name  # noqa: E402
-from ppcore.report import eval_row  # noqa: E402
-from ppcore.runs import claim_folder, list_runs, read_json  # noqa: E402
+from ppcore.runs import claim_folder, eval_row, list_runs, read_json  # noqa: E402
 
 log = logging.getLogger("independent_check")
 
