@@ -322,14 +322,42 @@ def _close(a, b) -> bool:
     return R._finite(a) and R._finite(b) and math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9)
 
 
+#: the training settings a method's own recipe fixes, where its preset names them (PGD-AT, ALP
+#: and TRADES); the paper gives none of them for its own method and the other baselines
+RECIPE_KEYS = ("optimizer", "lr", "batch_size", "epochs")
+
+
+def recipe_gap(run: Run) -> str | None:
+    """How the model saved in ``run`` departs from its method's prescribed training recipe, in
+    words ("30 of the recipe's 84 epochs"), or None where it follows it. A model trained for
+    fewer epochs than its recipe is another model: the paper's figure is not its to match."""
+    from .methods import METHODS, preset
+
+    if run.method not in METHODS:
+        return None
+    want = preset(run.method, run.dataset)
+    gaps = []
+    for key in RECIPE_KEYS:
+        if key not in want:
+            continue
+        have = run.epochs_done if key == "epochs" else run.cfg.get(key)
+        if key == "epochs":
+            if isinstance(have, int) and have < want[key]:
+                gaps.append(f"{have} of the recipe's {want[key]} epochs")
+        elif have != want[key] and not _close(have, want[key]):
+            gaps.append(f"{key} {str(have)[:20]} (recipe: {want[key]})")
+    return "; ".join(gaps) or None
+
+
 def paper_row(run: Run | None, table_key: str | None) -> str | None:
     """The row of ``table_key`` that ``run`` was trained as: the paper's method on the data
-    set's own network, with the hyper-parameters of the paper's row (the method's preset).
-    None otherwise, e.g. a λ-sweep point or a shortened PGD-AT."""
+    set's own network, with the hyper-parameters of the paper's row (the method's preset) and,
+    for a method with its own recipe, that recipe's optimiser, batch and full length. None
+    otherwise, e.g. a λ-sweep point or a shortened PGD-AT (``recipe_gap``)."""
     from .config import DEFAULT_MODEL
     from .methods import METHOD_PARAMS, METHODS, preset
 
-    if run is None or not table_key or run.method not in METHODS:
+    if run is None or not table_key or run.method not in METHODS or recipe_gap(run):
         return None
     if run.cfg.get("model") != DEFAULT_MODEL.get(run.dataset):
         return None
@@ -429,6 +457,14 @@ def verdict(cells) -> str:
     if bad == 0:
         return f"reproduced ({len(with_paper)}/{len(with_paper)} cells within their interval)"
     return f"differs in {bad} of {len(with_paper)} cells"
+
+
+def run_verdict(run: Run | None, cells) -> str:
+    """``verdict``, saying why a run of a method the paper has a row for gets no figure: its
+    training departs from the recipe (``recipe_gap``)."""
+    v = verdict(cells)
+    gap = recipe_gap(run) if run is not None else None
+    return f"{v} ({gap})" if gap and v.startswith("no paper figure") else v
 
 
 # -- formatting ---------------------------------------------------------------------------------
@@ -547,7 +583,8 @@ class Report:
             "alone can move. The paper's figure appears only where the settings are the "
             "paper's row's: the same attack, eps, step size and steps, and a model trained with "
             "the method's hyper-parameters of that row (a λ-sweep point or a shortened schedule "
-            "gets none). ⚠ marks a cell whose interval does not contain the paper's figure; "
+            "gets none; the central-claim table names the paper's full-length figure beside a "
+            "shorter PGD-AT, uncompared). ⚠ marks a cell whose interval does not contain the paper's figure; "
             "nothing is called reproduced unless all its cells agree within their intervals. A "
             "model trained for fewer iterations than the paper's is a different model: its "
             f"numbers are not bounds on the paper's.\n\n{self.machine_text()}.")
@@ -584,10 +621,20 @@ class Report:
         return (whitebox_cell(run, table, "clean"), whitebox_cell(run, table, "pgd_100"),
                 whitebox_cell(run, table, "autoattack", "autoattack"))
 
+    @staticmethod
+    def _uncompared(run: Run | None, plain: str, column: str) -> str:
+        """The paper's figure beside a central-claim run that departs from its method's recipe
+        (a shorter PGD-AT): named as the full-length run's, never compared (no ⚠, no verdict)."""
+        if run is None or not recipe_gap(run):
+            return ""
+        table = P.WHITEBOX_TABLE["mnist"]
+        pv = P.paper_value(table, P.row_key(table, plain.split("-", 1)[1]), column)
+        return f" (paper, full length: {pv:g}; not compared)" if pv is not None else ""
+
     def headline(self) -> None:
         bullets = []
-        for label, folder in CLAIM_ROWS:
-            run, folder = self.claim_run(folder)
+        for label, plain in CLAIM_ROWS:
+            run, folder = self.claim_run(plain)
             if run is None:
                 bullets.append(f"* **{label}**: no checkpoint (train it with "
                                f"{train_command(folder)}).")
@@ -597,12 +644,14 @@ class Report:
                 bullets.append(f"* **{label}** (`{folder}`, {run.status_text}): not evaluated.")
                 continue
             parts = []
-            for what, c in (("clean", clean), ("PGD-100", pgd), ("AutoAttack", aa)):
+            for what, col, c in (("clean", "clean", clean), ("PGD-100", "pgd_100", pgd),
+                                 ("AutoAttack", "autoattack", aa)):
                 if c is not None:
-                    paper = f" (paper {c.paper:g})" if c.paper is not None else ""
+                    paper = (f" (paper {c.paper:g})" if c.paper is not None
+                             else self._uncompared(run, plain, col))
                     parts.append(f"{what} {c.sentence()}{paper}")
             bullets.append(f"* **{label}** (`{folder}`, {run.status_text}): " + "; ".join(parts)
-                           + f" — {verdict([clean, pgd])}.")
+                           + f" — {run_verdict(run, [clean, pgd])}.")
         self.add("## Headline numbers (generated)\n\nMNIST, ε = 0.3, each with its 95% Wilson "
                  "interval and its number of test images n.\n\n" + "\n".join(bullets))
 
@@ -641,7 +690,10 @@ class Report:
             same = base is not None and machine == base.main_machine
             ratio = (_fmt(t / base_t, 2) if same else "– (other machine)") if t and base_t \
                 else "–"
-            rows.append([label, runs_text, _text(clean), _text(pgd), _text(aa), _fmt(t, 1),
+            rows.append([label, runs_text,
+                         _text(clean) + self._uncompared(run, plain, "clean"),
+                         _text(pgd) + self._uncompared(run, plain, "pgd_100"), _text(aa),
+                         _fmt(t, 1),
                          ratio, _paper_text(p_t), p_ratio, where])
         text = ("## The paper's central claim (MNIST, Table 1)\n\nThe proposed regulariser "
                 "buys much of adversarial training's robustness at a fraction of its cost. "
@@ -784,7 +836,7 @@ class Report:
                 if suite in run.evals:
                     ns.add((suite, run.evals[suite].get("images")))
             rows.append([_label(run)] + [_text(c) for c in cells] + [_text(aa),
-                                                                      verdict(cells)])
+                                                                      run_verdict(run, cells)])
         seeds = self.seeds() if ds == "mnist" else []
         if len(seeds) > 1:
             cells = [seed_cell(seeds, table, c) for c in cols]
@@ -843,7 +895,9 @@ class Report:
                  "Accuracy in % of the target on FGSM examples crafted on the (normally "
                  "trained) source, `measured [95% Wilson interval] (paper)`. Test images: n = "
                  f"{', '.join(map(str, sorted(ns))) or '–'}.\n\n"
-                 + _table(["source"] + [f"target {_label(t)}" for t in targets], rows))
+                 + _table(["source"] + [f"target {_label(t)}" + (
+                     f" ({recipe_gap(t)}: no paper figure)" if recipe_gap(t) else "")
+                     for t in targets], rows))
         self.note(f"table{num}")
 
     def spatial(self) -> None:
@@ -857,10 +911,11 @@ class Report:
             ns.add(data.get("images"))
             have.add(paper_row(run, table))
             cells = [whitebox_cell(run, table, c, "spatial") for c in t["columns"]]
-            rows.append([_label(run)] + [_text(c) for c in cells] + [verdict(cells)])
+            rows.append([_label(run)] + [_text(c) for c in cells] + [run_verdict(run, cells)])
         for key, vals in (t.get("rows") or {}).items():
             if key not in have:
-                rows.append([f"{key}: not evaluated"] + [f"– ({v:g})" for v in vals] + ["–"])
+                rows.append([f"{key}: no run at the paper's settings evaluated"]
+                            + [f"– ({v:g})" for v in vals] + ["–"])
         ns.discard(None)
         sp = t.get("spatial", {})
         self.add(f"## Table 5 — MNIST, spatial attack (grid over rotation "
@@ -896,7 +951,8 @@ class Report:
             rows.append([_label(run)] + cells)
         for key, vals in (t.get("rows") or {}).items():
             if key not in have:
-                rows.append([f"{key}: not evaluated", f"– ({vals[0]:g})", f"– ({vals[1]:g})",
+                rows.append([f"{key}: no run at the paper's settings evaluated",
+                             f"– ({vals[0]:g})", f"– ({vals[1]:g})",
                              "–", f"– ({vals[2]:g})", f"– ({vals[3]:g})", "–"])
         ns.discard(None)
         cw = t.get("cw", {})

@@ -259,6 +259,43 @@ def test_a_run_on_several_machines_is_timed_on_normal_s_machine(ckpt_root, tmp_p
     assert "| 305.0 |" in ck and f"NVIDIA H200: epoch 1; {here}: epochs 2-3" in ck
 
 
+def test_a_run_shorter_than_its_recipe_gets_no_paper_figure(ckpt_root, tmp_path):
+    """A 3-epoch PGD-AT cut is not the paper's 84-epoch PGD-AT: Table 1 gives it no paper
+    figure and no ⚠, and says why; the central claim names the paper's figure beside it,
+    uncompared. The same run at its recipe's full length is compared."""
+    root = tmp_path / "ck"
+    shutil.copytree(ckpt_root, root)
+    _copy_run(root, "mnist-normal", "mnist-pgd_at-3ep", method="pgd_at", name="pgd_at-3ep",
+              accs={"clean": 95.0, "pgd_100": 90.0}, paper_row="pgd_at")
+
+    def recipe(epochs: int):
+        def edit(d: dict) -> None:
+            d["config"].update(optimizer="adam", lr=1e-4, batch_size=50, epochs=epochs, eps=0.3,
+                               alpha=0.01, steps=40)
+            d["epochs_done"] = epochs
+        return edit
+    _edit_json(root / "mnist-pgd_at-3ep" / "model.json", recipe(3))
+    text = write_report(root, tmp_path / "r.md", None, pilots=None).read_text()
+    t1 = _section(text, "## Table 1")
+    row = _row(t1, "| `mnist-pgd_at-3ep`")
+    assert "(94.33)" not in row and "(99.28)" not in row and "⚠" not in row
+    assert "no paper figure at these settings (3 of the recipe's 84 epochs)" in row
+    assert "– (94.33)" in _row(t1, "| pgd_at: no run at the paper's settings")
+    claim = _row(_section(text, "## The paper's central claim"), "| PGD-AT |")
+    assert "95.00 [76.4, 99.1] (paper, full length: 99.28; not compared)" in claim
+    assert "⚠" not in claim
+    head = _row(_section(text, "## Headline numbers"), "* **PGD-AT**")
+    assert "not compared" in head and "(3 of the recipe's 84 epochs)" in head
+
+    shutil.move(root / "mnist-pgd_at-3ep", root / "mnist-pgd_at")
+    _edit_json(root / "mnist-pgd_at" / "model.json", recipe(84))
+    text = write_report(root, tmp_path / "r2.md", None, pilots=None).read_text()
+    row = _row(_section(text, "## Table 1"), "| `mnist-pgd_at`")
+    assert "95.00 [76.4, 99.1] (99.28) ⚠" in row and "differs in" in row
+    assert "not compared" not in _row(_section(text, "## The paper's central claim"),
+                                      "| PGD-AT |")
+
+
 def test_a_method_stands_for_its_longest_complete_cut_until_its_own_run_is_done():
     status = {"mnist-pgd_at": "interrupted", "mnist-pgd_at-30ep": "complete",
               "mnist-pgd_at-34ep": "complete", "mnist-pgd_at-40ep": "running",
