@@ -73,7 +73,13 @@ def available_runs() -> dict[str, runs.RunInfo]:
 
 
 def model_names(dataset: str | None = None) -> list[str]:
-    return [n for n, r in available_runs().items() if dataset is None or r.dataset == dataset]
+    """The models of ``dataset`` (None: all) in the order a user scans them: the ones the probe
+    opens on first, then the others, λ-sweep points last, each group newest first."""
+    found = [r for r in available_runs().values() if dataset is None or r.dataset == dataset]
+    first = default_models(dataset) if dataset is not None else []
+    rank = {n: i for i, n in enumerate(first)}
+    return [r.name for r in sorted(found, key=lambda r: (
+        rank.get(r.name, len(rank)), runs.is_sweep_point(r.name)))]
 
 
 def datasets() -> list[str]:

@@ -572,6 +572,12 @@ class MetricsTail:
             _finite(r.get(k)) for k in numbers)]
 
 
+def is_sweep_point(name: str) -> bool:
+    """A run of a λ sweep (``sweep-…`` folders, the app's sweep runs): not a model of the
+    paper's settings, listed after those."""
+    return "sweep" in name.lower()
+
+
 def default_models(runs: list, n: int = 3) -> list[str]:
     """Up to ``n`` models worth comparing, by name: normal, proposed and an adversarially
     trained one where there are such. Finished runs only while there are some (an interrupted
@@ -582,7 +588,7 @@ def default_models(runs: list, n: int = 3) -> list[str]:
     picked: list[str] = []
     for want in ("normal", "proposed", "pgd_at", "trades", "alp", "fgsm_at"):
         pool = sorted((r for r in done if r.method == want and r.name not in picked),
-                      key=lambda r: ("sweep" in r.name.lower(), not r.name.endswith(want),
+                      key=lambda r: (is_sweep_point(r.name), not r.name.endswith(want),
                                      r.name))
         if pool and len(picked) < n:
             picked.append(pool[0].name)

@@ -76,6 +76,19 @@ def test_the_api_names_its_two_endpoints_and_their_parameters(client):
                      "/attack": ["image", "models", "attack", "params", "true_class"]}
 
 
+def test_the_model_list_starts_with_the_models_it_opens_on_and_ends_with_sweeps(monkeypatch):
+    from ppcore import probe
+
+    monkeypatch.setenv("PPCORE_RUNS", str(CHECKPOINTS))
+    monkeypatch.setattr(probe, "_runs_cache", (float("-inf"), {}))
+    names = probe.model_names("mnist")
+    first = probe.default_models("mnist")
+    assert first[:2] == [NORMAL, PROPOSED] and names[:len(first)] == first
+    sweeps = [i for i, n in enumerate(names) if n.startswith("sweep-")]
+    assert sweeps and sweeps == list(range(len(names) - len(sweeps), len(names)))
+    assert not any(n.startswith("fashion") for n in names)
+
+
 @pytest.mark.parametrize("index", [0, 1, 2])
 def test_predict_gives_the_right_class_of_a_real_digit(client, tmp_path, index):
     im, label = mnist_digit(index)
