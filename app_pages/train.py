@@ -87,6 +87,8 @@ ui.from_url("train_precision", "auto", param="prec", choices=list(PRECISIONS))
 ui.from_url("train_warmup_iters", 0, int, param="warmup", lo=0, hi=TOP["warmup_iters"])
 ui.from_url("train_eps_warmup_iters", 0, int, param="epswarm", lo=0,
             hi=TOP["eps_warmup_iters"])
+ui.from_url("train_lam_warmup_iters", 0, int, param="lamwarm", lo=0,
+            hi=TOP["lam_warmup_iters"])
 ui.from_url("train_probe_size", 200, int, param="probe", lo=0, hi=TOP["probe_size"])
 ui.from_url("train_probe_every", 0, int, param="probe_every", lo=-1, hi=TOP["probe_every"])
 for k, o in OPTIONS.items():
@@ -189,6 +191,11 @@ with d2:
         extra["eps_warmup_iters"] = int(b.number_input(
             "ε warm-up (iterations)", min_value=0, max_value=TOP["eps_warmup_iters"], step=50,
             key="train_eps_warmup_iters", help="the attack budget rises linearly (0: none)"))
+    if "lam" in METHODS[method].params:
+        extra["lam_warmup_iters"] = int(b.number_input(
+            "λ warm-up (iterations)", min_value=0, max_value=TOP["lam_warmup_iters"], step=50,
+            key="train_lam_warmup_iters",
+            help="λ rises linearly from 0 (0: none); a stabiliser of large λ, not the paper's"))
 
 with d3:
     st.subheader("Arithmetic and meter", divider="gray")
@@ -219,6 +226,7 @@ url = {"ds": ds, "method": method, "model": model, **values, "epochs": int(epoch
        "bs": int(batch), "lr": float(lr), "seed": int(seed), "limit": int(limit),
        "device": device, "every": int(every), "opt": optimizer, "warmup": int(warmup),
        "red": extra.get("reduction"), "epswarm": extra.get("eps_warmup_iters"),
+       "lamwarm": extra.get("lam_warmup_iters"),
        "prec": precision, "probe": int(probe_size), "probe_every": int(probe_every),
        **{f"o.{k}": v for k, v in options.items()}, "gpus": gpus if GPUS > 1 else None}
 

@@ -25,7 +25,8 @@ PRECISIONS = ("auto", "fp32", "bf16")
 #: a settings file or a link can never ask for unbounded work
 LIMITS = {"epochs": 1000, "batch_size": 4096, "steps": 1000, "metrics_every": 10_000,
           "lam": 1e6, "max_trans": 16.0, "lr": 10.0, "weight_decay": 1.0,
-          "warmup_iters": 10_000_000, "eps_warmup_iters": 10_000_000, "probe_size": 10_000,
+          "warmup_iters": 10_000_000, "eps_warmup_iters": 10_000_000,
+          "lam_warmup_iters": 10_000_000, "probe_size": 10_000,
           "probe_every": 10_000_000, "seed": 2**31 - 1}
 
 #: defaults that follow the data set where the user says nothing (SGD with momentum and a step
@@ -58,6 +59,10 @@ class TrainConfig:
     #: linear epsilon warm-up of the adversarial methods over the first this many iterations
     #: (0: the full epsilon from the first step)
     eps_warmup_iters: int = 0
+    #: linear λ warm-up of the pairing term (the perceptual methods, ALP, TRADES' β) over the
+    #: first this many iterations (0: the full λ from the first step); a stabiliser of large λ,
+    #: not in the paper, so a run with it says so in its name
+    lam_warmup_iters: int = 0
     #: Eq. (1)'s reduction of the pairing term over the batch: "mean" or "sum" (see REDUCTIONS)
     reduction: str = "mean"
     #: "auto", "fp32" or "bf16" (see PRECISIONS); the record also says what "auto" became
@@ -210,7 +215,7 @@ def validate(cfg: TrainConfig) -> None:
         if getattr(cfg, name) not in allowed:
             raise PPCoreError(f"{name} must be one of {', '.join(allowed)}, "
                               f"got {getattr(cfg, name)!r}")
-    for name in ("warmup_iters", "eps_warmup_iters", "probe_size"):
+    for name in ("warmup_iters", "eps_warmup_iters", "lam_warmup_iters", "probe_size"):
         if not isinstance(getattr(cfg, name), int) or getattr(cfg, name) < 0:
             raise PPCoreError(f"{name.replace('_', ' ')} must be a whole number >= 0, "
                               f"got {getattr(cfg, name)!r}")

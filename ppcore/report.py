@@ -1124,30 +1124,41 @@ class Report:
         if self.run("mnist-proposed") is not None:
             points.append(self.run("mnist-proposed"))
         points = [r for r in points if _finite(r.cfg.get("lam"))]
-        points.sort(key=lambda r: (r.cfg["lam"], r.name))
+        # a point trained for fewer epochs than the λ = 10 run (mnist-proposed), or with a λ
+        # warm-up (a stabiliser the paper does not use), is another model: drawn apart and
+        # unconnected, so the curve joins only runs of the paper's recipe and one length
+        ref = self.run("mnist-proposed")
+        full = ref.epochs_done if ref is not None else max(
+            (r.epochs_done for r in points), default=0)
+
+        def kind(run: Run) -> str:
+            if run.cfg.get("lam_warmup_iters"):
+                return "λ warm-up"
+            return "shorter run" if run.epochs_done < full else ""
+        points.sort(key=lambda r: (r.cfg["lam"], kind(r) != "", r.name))
         if not points:
             self.add(f"{title}\n\nPaper: {claim}\n\nNo sweep runs found "
                      f"(`{TRAIN_SCRIPT} sweep`).")
             self.note("figure4")
             return
-        # a point trained for fewer epochs than the λ = 10 run (mnist-proposed) is another model:
-        # drawn hollow and unconnected, so the curve joins only runs of one length
-        ref = self.run("mnist-proposed")
-        full = ref.epochs_done if ref is not None else max(r.epochs_done for r in points)
         rows, pts = [], []
         for run in points:
             clean = whitebox_cell(run, table, "clean")
             pgd = whitebox_cell(run, table, "pgd_100")
             lam = float(run.cfg["lam"])
+            warm = run.cfg.get("lam_warmup_iters")
             rows.append([f"{lam:g}", _label(run), f"{run.epochs_done}/{run.epochs or '?'}",
+                         f"{warm} iterations" if warm else "none",
                          _text(clean), _text(pgd), str((clean or pgd).n if (clean or pgd)
                                                        else "–")])
-            pts.append((lam, clean, pgd, run.epochs_done < full))
+            pts.append((lam, clean, pgd, kind(run)))
         evaluated, seen = [], set()
-        for lam, c, p, short in pts:  # one point per λ in the figure: mnist-proposed's at λ = 10
+        for lam, c, p, k in pts:  # one point per λ in the figure: the paper's recipe first
             if (c is not None or p is not None) and lam not in seen:
                 seen.add(lam)
-                evaluated.append((lam, c, p, short))
+                evaluated.append((lam, c, p, k))
+        styles = {"": dict(ls="-"), "shorter run": dict(ls="none", mfc="none"),
+                  "λ warm-up": dict(ls="none", mfc="none", marker="D")}
         text = (f"{title}\n\nPaper: {claim} The paper gives no numbers for Figure 4; only the "
                 "λ = 10 model, trained as Table 1's proposed row, carries Table 1's figures. "
                 "Accuracy in %, `[95% Wilson interval]`.")
@@ -1159,19 +1170,18 @@ class Report:
                                          gridspec_kw={"width_ratios": [1, 5]})
             for ax, data in ((a0, zero), (a1, pos)):
                 for idx, (label, marker) in ((1, ("clean", "o")), (2, ("PGD-100", "s"))):
-                    for short in (False, True):
+                    for k, style in styles.items():
                         pts_i = [(t[0], t[idx]) for t in data
-                                 if t[idx] is not None and t[3] == short]
+                                 if t[idx] is not None and t[3] == k]
                         if not pts_i:
                             continue
                         xs = [x if x > 0 else 0.0 for x, _ in pts_i]
                         ys = [c.value for _, c in pts_i]
                         err = [[c.value - c.interval[0] for _, c in pts_i],
                                [c.interval[1] - c.value for _, c in pts_i]]
-                        ax.errorbar(xs, ys, yerr=err, marker=marker, ms=4, capsize=3,
-                                    color=f"C{idx - 1}", ls="none" if short else "-",
-                                    mfc="none" if short else f"C{idx - 1}",
-                                    label=f"{label}, shorter run" if short else label)
+                        ax.errorbar(xs, ys, yerr=err, ms=4, capsize=3, color=f"C{idx - 1}",
+                                    **{"marker": marker, "mfc": f"C{idx - 1}", **style},
+                                    label=f"{label}, {k}" if k else label)
             if not zero:
                 a0.text(0, 50, "not run", ha="center", va="center", rotation=90, fontsize=8)
             a1.set_xscale("log")
@@ -1188,9 +1198,13 @@ class Report:
                      "from the log axis" + (
                          f"; hollow, unconnected points are runs shorter than the λ = 10 run's "
                          f"{full} epochs (see the epochs column)"
-                         if any(t[3] for t in evaluated) else "") + ".")
-        self.add(text + "\n\n" + _table(["λ", "run", "epochs", "clean %", "PGD-100 %",
-                                         "test images"], rows))
+                         if any(t[3] == "shorter run" for t in evaluated) else "") + (
+                         "; hollow diamonds, unconnected, are runs whose λ rose linearly over "
+                         "their first iterations (a stabiliser the paper does not use; see the "
+                         "λ warm-up column)" if any(t[3] == "λ warm-up" for t in evaluated)
+                         else "") + ".")
+        self.add(text + "\n\n" + _table(["λ", "run", "epochs", "λ warm-up", "clean %",
+                                         "PGD-100 %", "test images"], rows))
         self.note("figure4")
 
     # -- out of reach, choices, reproducing --------------------------------------------------

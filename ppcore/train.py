@@ -89,7 +89,16 @@ def schedule_text(cfg: TrainConfig) -> str:
                      f" of the iterations")
     if cfg.eps_warmup_iters:
         parts.append(f"epsilon warm-up over {cfg.eps_warmup_iters} iterations")
+    if cfg.lam_warmup_iters:
+        parts.append(f"lambda warm-up over {cfg.lam_warmup_iters} iterations")
     return "; ".join(parts)
+
+
+def lam_at(cfg: TrainConfig, iteration: int) -> float | None:
+    """λ at 0-based ``iteration``: rising linearly to ``cfg.lam`` over ``lam_warmup_iters``."""
+    if cfg.lam is None or not cfg.lam_warmup_iters:
+        return cfg.lam
+    return cfg.lam * min(1.0, (iteration + 1) / cfg.lam_warmup_iters)
 
 
 def _now() -> str:
@@ -433,9 +442,11 @@ class Trainer:
             if cfg.eps_warmup_iters and cfg.eps is not None:
                 ramp = min(1.0, (self.iteration + 1) / cfg.eps_warmup_iters)
                 step_cfg = dataclasses.replace(cfg, eps=cfg.eps * ramp)
+            if cfg.lam_warmup_iters and cfg.lam is not None:
+                step_cfg = dataclasses.replace(step_cfg, lam=lam_at(cfg, self.iteration))
             share = y.numel() / (bounds[i + 1] - bounds[i])  # of the global batch
             if sum_reading:  # each rank's sum stands for its share of the global batch's
-                step_cfg = dataclasses.replace(step_cfg, lam=cfg.lam / share)
+                step_cfg = dataclasses.replace(step_cfg, lam=step_cfg.lam / share)
             with autocast(self.precision, self.device), graphs.use_cuda_graphs(self.cuda_graphs):
                 out = self.method.loss(self.train_model, x, y, step_cfg, self.noise_gen)
             finite = bool(torch.isfinite(out.loss))  # a CPU-GPU sync point, but a cheap one
@@ -474,6 +485,8 @@ class Trainer:
                                       **self._distances(x, y)}, y.numel(),
                                      {"images_per_s": seen_window / max(now - t_window, 1e-9)}),
                        "lr": self.opt.param_groups[0]["lr"]}
+                if cfg.lam_warmup_iters and cfg.lam is not None:  # λ of this step, ramping
+                    row["lam"] = lam_at(cfg, self.iteration - 1)
                 self._emit(row)
                 self._pick_probe_every((now - t_window) / max(iters_window, 1))
                 t_window, seen_window, iters_window = time.perf_counter(), 0, 0

@@ -45,7 +45,11 @@ ev() {
     --device "$DEVICE" --no-progress --json "$json" "$@" > /dev/null || echo "!! failed: $json"
 }
 
-M_TABLE="normal proposed fgsm_at pgd_at-short pgd_at alp ablation1 ablation2 ablation3 trades trades-30ep fgsm_rs proposed_spatial proposed_noise_spatial"
+# cuts of the adversarial recipes shipped under their length (e.g. pgd_at-30ep: 30 of 84 epochs)
+cuts() { (cd "$OUT" 2>/dev/null && for m in "$@"; do
+  for d in mnist-"$m"-[0-9]*ep; do [[ -d $d ]] && echo -n "${d#mnist-} "; done; done); }
+PGD_CUTS=$(cuts pgd_at)
+M_TABLE="normal proposed fgsm_at pgd_at $(cuts pgd_at alp trades)alp ablation1 ablation2 ablation3 trades fgsm_rs proposed_spatial proposed_noise_spatial"
 F_TABLE="normal proposed fgsm_at pgd_at alp ablation1 ablation2 ablation3 trades fgsm_rs"
 
 phase() {
@@ -57,12 +61,12 @@ phase() {
       for m in $M_TABLE; do ev "mnist-$m" autoattack "${LIMIT_AA:-}"; done
       for m in $F_TABLE; do ev "fashion-mnist-$m" autoattack "${LIMIT_AA:-}"; done ;;
     sanity)
-      for m in normal proposed pgd_at-short pgd_at fgsm_at; do
+      for m in normal proposed $PGD_CUTS pgd_at fgsm_at; do
         ev "mnist-$m" sanity "${LIMIT_SAN:-}"; done
       for m in normal proposed pgd_at fgsm_at; do ev "fashion-mnist-$m" sanity "${LIMIT_SAN:-}"; done ;;
     blackbox)
       for d in mnist fashion-mnist; do
-        for t in pgd_at pgd_at-short proposed; do
+        for t in pgd_at $PGD_CUTS proposed; do
           for s in net_a net_b; do
             [[ -f "$OUT/$d-$s/model.json" ]] || continue
             ev "$d-$t" blackbox "${LIMIT_BB:-}" "blackbox-$s" --source "$OUT/$d-$s"
@@ -70,12 +74,12 @@ phase() {
         done
       done ;;
     spatial)
-      for m in normal fgsm_at pgd_at pgd_at-short alp proposed proposed_spatial proposed_noise_spatial; do
+      for m in normal fgsm_at pgd_at $PGD_CUTS alp proposed proposed_spatial proposed_noise_spatial; do
         ev "mnist-$m" spatial "${LIMIT_SP:-}"; done ;;
     unbounded)
       local params=()
       for p in ${UB_PARAMS:-}; do params+=(--attack-param "$p"); done
-      for m in normal fgsm_at pgd_at pgd_at-short proposed; do
+      for m in normal fgsm_at pgd_at $PGD_CUTS proposed; do
         ev "mnist-$m" unbounded "${LIMIT_UB:-}" unbounded "${params[@]}"; done ;;
     sweep)
       for d in "$OUT"/sweep-mnist-proposed-lam*; do

@@ -16,6 +16,9 @@
 #   sources       Net-A and Net-B (black-box sources), MNIST and Fashion-MNIST; Fashion FGSM-AT
 #   sweep         Figure 4: proposed on MNIST with lambda 0, 0.1, 1, 50, 100 (lambda 10 is
 #                 mnist-proposed itself)
+#   sweep-warmup  Figure 4's large lambdas (50, 100) with lambda rising linearly over the first
+#                 10 000 iterations: a stabiliser the paper does not use (plain lambda 50
+#                 diverged, docs/pilots/sweep-lam50-divergence/), so the folders say "lamwarm10k"
 #   paper         core seeds ablations sources sweep
 #   adversarial   PGD-AT, ALP, TRADES on MNIST, then PGD-AT on Fashion-MNIST, each with its own
 #                 paper's recipe (the presets: Madry's Adam 1e-4 for 100k iterations; TRADES'
@@ -96,6 +99,13 @@ for group in "${@:-paper}"; do
       for lam in 0 0.1 1 50 100; do
         train "sweep-mnist-proposed-lam$lam" mnist proposed --lam "$lam" --epochs "$EPOCHS" \
           --name "proposed-lam$lam" --note "${NOTE:+$NOTE; }Figure 4 lambda sweep"
+      done
+      ;;
+    sweep-warmup)
+      for lam in 50 100; do
+        train "sweep-mnist-proposed-lam$lam-lamwarm10k" mnist proposed --lam "$lam" \
+          --lam-warmup-iters 10000 --epochs "$EPOCHS" --name "proposed-lam$lam-lamwarm10k" \
+          --note "${NOTE:+$NOTE; }Figure 4 lambda sweep, lambda warm-up over 10 000 iterations"
       done
       ;;
     paper) "$0" core seeds ablations sources sweep ;;

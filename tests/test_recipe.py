@@ -127,6 +127,27 @@ def test_schedule_warm_up_and_milestones():
     assert lr_factor(cfg, 50, 100) == pytest.approx(0.1)
 
 
+def test_lambda_warm_up_ramps_the_pairing_term_the_loss_uses(tmp_path):
+    """A large λ may be reached gradually (a stabiliser, not the paper's): each logged step's
+    loss is its cross-entropy plus the ramped λ times its pairing term, and the record's
+    schedule says so."""
+    from ppcore.train import lam_at
+
+    _, rec = _fit(tmp_path, method="proposed", lam=10.0, lam_warmup_iters=20, epochs=1,
+                  limit_train=2000, limit_test=100, probe_size=0, metrics_every=5,
+                  precision="fp32")
+    assert "lambda warm-up over 20 iterations" in rec["schedule"]
+    assert rec["config"]["lam_warmup_iters"] == 20
+    rows = [json.loads(x) for x in (tmp_path / "run" / METRICS_FILE).read_text().splitlines()]
+    steps = [r for r in rows if r["type"] == "iter"]
+    assert [r["lam"] for r in steps] == [2.5, 5.0, 7.5, 10.0, 10.0, 10.0, 10.0, 10.0]
+    for r in steps:
+        assert r["loss"] == pytest.approx(r["ce"] + r["lam"] * r["reg"], rel=1e-4)
+    cfg = make_config("mnist", method="proposed", lam_warmup_iters=4)
+    assert [lam_at(cfg, i) for i in (0, 1, 3, 100)] == [2.5, 5.0, 10.0, 10.0]
+    assert lam_at(make_config("mnist", method="proposed"), 0) == 10.0
+
+
 def test_baselines_carry_their_own_papers_recipes():
     pgd = make_config("mnist", method="pgd_at")
     assert (pgd.optimizer, pgd.lr, pgd.batch_size, pgd.lr_milestones) == ("adam", 1e-4, 50, ())

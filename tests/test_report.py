@@ -184,6 +184,25 @@ def test_a_shorter_sweep_point_is_drawn_apart_from_the_curve(ckpt_root, tmp_path
     assert f"| {done - 1}/" in _row(fig4, "| 0.1 |")
 
 
+def test_a_sweep_point_with_a_lambda_warm_up_says_so_and_yields_to_a_plain_one(ckpt_root,
+                                                                              tmp_path):
+    root = tmp_path / "ck"
+    shutil.copytree(ckpt_root, root)
+    _copy_run(root, "mnist-normal", "sweep-mnist-proposed-lam0.1-lamwarm20", method="proposed",
+              lam=0.1, name="proposed-lam0.1-lamwarm20", accs={"clean": 90.0, "pgd_100": 10.0})
+    _edit_json(root / "sweep-mnist-proposed-lam0.1-lamwarm20" / "model.json",
+               lambda d: d["config"].update(lam_warmup_iters=20))
+    fig4 = _section(write_report(root, tmp_path / "r.md", None, pilots=None).read_text(),
+                    "## Figure 4")
+    assert "| 20 iterations |" in _row(fig4, "| 0.1 | `sweep-mnist-proposed-lam0.1-lamwarm20`")
+    assert "| none |" in _row(fig4, "| 0.1 | `sweep-mnist-proposed-lam0.1` ")
+    assert "hollow diamonds" not in fig4  # the plain λ = 0.1 run is the figure's point
+    shutil.rmtree(root / "sweep-mnist-proposed-lam0.1")
+    fig4 = _section(write_report(root, tmp_path / "r2.md", None, pilots=None).read_text(),
+                    "## Figure 4")
+    assert "hollow diamonds, unconnected, are runs whose λ rose linearly" in fig4
+
+
 def test_sweep_point_does_not_carry_table1_numbers(report):
     text = report.read_text()
     fig4 = _section(text, "## Figure 4")

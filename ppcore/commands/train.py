@@ -64,6 +64,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     o.add_argument("--warmup-iters", type=int, help="linear learning-rate warm-up (iterations)")
     o.add_argument("--eps-warmup-iters", type=int,
                    help="linear epsilon warm-up of adversarial training (iterations)")
+    o.add_argument("--lam-warmup-iters", type=int,
+                   help="linear lambda warm-up of the pairing term (iterations; a stabiliser "
+                        "of large lambda, not the paper's: name such a run so)")
     o.add_argument("--weight-decay", type=float)
     o.add_argument("--precision", choices=PRECISIONS,
                    help="auto (bf16 autocast + channels_last where the hardware does bf16, "
@@ -100,7 +103,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 _SETTING_FLAGS = ("dataset", "model", "wrn_depth", "wrn_width", "padding", "init", "lam", "xi",
                   "eps", "alpha", "steps", "max_rot", "max_trans", "reduction", "epochs",
                   "batch_size", "optimizer", "lr", "warmup_iters", "eps_warmup_iters",
-                  "weight_decay", "precision", "metrics_every", "probe_size", "probe_every",
+                  "lam_warmup_iters", "weight_decay", "precision", "metrics_every", "probe_size", "probe_every",
                   "limit_train", "limit_test", "name", "note")
 
 
@@ -133,6 +136,7 @@ def config_from_args(args: argparse.Namespace):
                        max_trans=args.max_trans, reduction=args.reduction, epochs=args.epochs,
                        batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
                        warmup_iters=args.warmup_iters, eps_warmup_iters=args.eps_warmup_iters,
+                       lam_warmup_iters=args.lam_warmup_iters,
                        weight_decay=args.weight_decay, precision=args.precision,
                        seed=args.seed, limit_train=args.limit_train,
                        limit_test=args.limit_test, metrics_every=args.metrics_every,
