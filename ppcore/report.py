@@ -584,8 +584,8 @@ class Report:
             "paper's row's: the same attack, eps, step size and steps, and a model trained with "
             "the method's hyper-parameters of that row (a λ-sweep point or a shortened schedule "
             "gets none; the central-claim table names the paper's full-length figure beside a "
-            "shorter PGD-AT, uncompared). ⚠ marks a cell whose interval does not contain the paper's figure; "
-            "nothing is called reproduced unless all its cells agree within their intervals. A "
+            "shorter PGD-AT, uncompared). ⚠ marks a cell whose interval does not contain the "
+            "paper's figure; nothing is called reproduced unless all its cells agree within their intervals. A "
             "model trained for fewer iterations than the paper's is a different model: its "
             f"numbers are not bounds on the paper's.\n\n{self.machine_text()}.")
         self.note("intro")

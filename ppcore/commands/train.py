@@ -103,8 +103,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 _SETTING_FLAGS = ("dataset", "model", "wrn_depth", "wrn_width", "padding", "init", "lam", "xi",
                   "eps", "alpha", "steps", "max_rot", "max_trans", "reduction", "epochs",
                   "batch_size", "optimizer", "lr", "warmup_iters", "eps_warmup_iters",
-                  "lam_warmup_iters", "weight_decay", "precision", "metrics_every", "probe_size", "probe_every",
-                  "limit_train", "limit_test", "name", "note")
+                  "lam_warmup_iters", "weight_decay", "precision", "metrics_every",
+                  "probe_size", "probe_every", "limit_train", "limit_test", "name", "note")
 
 
 def config_from_args(args: argparse.Namespace):
