@@ -337,15 +337,12 @@ def recipe_gap(run: Run) -> str | None:
         return None
     want = preset(run.method, run.dataset)
     gaps = []
-    for key in RECIPE_KEYS:
-        if key not in want:
-            continue
-        have = run.epochs_done if key == "epochs" else run.cfg.get(key)
+    for key in (k for k in RECIPE_KEYS if k in want):
         if key == "epochs":
-            if isinstance(have, int) and have < want[key]:
-                gaps.append(f"{have} of the recipe's {want[key]} epochs")
-        elif have != want[key] and not _close(have, want[key]):
-            gaps.append(f"{key} {str(have)[:20]} (recipe: {want[key]})")
+            if isinstance(run.epochs_done, int) and run.epochs_done < want[key]:
+                gaps.append(f"{run.epochs_done} of the recipe's {want[key]} epochs")
+        elif run.cfg.get(key) != want[key] and not _close(run.cfg.get(key), want[key]):
+            gaps.append(f"{key} {str(run.cfg.get(key))[:20]} (recipe: {want[key]})")
     return "; ".join(gaps) or None
 
 
@@ -896,7 +893,7 @@ class Report:
                  "trained) source, `measured [95% Wilson interval] (paper)`. Test images: n = "
                  f"{', '.join(map(str, sorted(ns))) or '–'}.\n\n"
                  + _table(["source"] + [f"target {_label(t)}" + (
-                     f" ({recipe_gap(t)}: no paper figure)" if recipe_gap(t) else "")
+                     f" ({gap}: no paper figure)" if (gap := recipe_gap(t)) else "")
                      for t in targets], rows))
         self.note(f"table{num}")
 

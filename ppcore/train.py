@@ -69,10 +69,16 @@ def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
                            weight_decay=cfg.weight_decay)
 
 
+def ramp(iteration: int, over: int) -> float:
+    """A linear warm-up's factor at 0-based ``iteration``: (iteration + 1) / ``over``, capped at
+    1; 1 throughout where ``over`` is 0 (no warm-up). Learning rate, ε and λ share it."""
+    return min(1.0, (iteration + 1) / over) if over else 1.0
+
+
 def lr_factor(cfg: TrainConfig, iteration: int, total_iters: int) -> float:
     """The learning rate of 0-based ``iteration`` as a fraction of ``cfg.lr``: a linear warm-up
     over ``warmup_iters``, then ``lr_gamma`` at each milestone (a fraction of all iterations)."""
-    warm = min(1.0, (iteration + 1) / cfg.warmup_iters) if cfg.warmup_iters else 1.0
+    warm = ramp(iteration, cfg.warmup_iters)
     drops = sum(iteration >= round(f * total_iters) for f in cfg.lr_milestones
                 if round(f * total_iters) < total_iters)
     return warm * cfg.lr_gamma ** drops
@@ -96,9 +102,7 @@ def schedule_text(cfg: TrainConfig) -> str:
 
 def lam_at(cfg: TrainConfig, iteration: int) -> float | None:
     """λ at 0-based ``iteration``: rising linearly to ``cfg.lam`` over ``lam_warmup_iters``."""
-    if cfg.lam is None or not cfg.lam_warmup_iters:
-        return cfg.lam
-    return cfg.lam * min(1.0, (iteration + 1) / cfg.lam_warmup_iters)
+    return None if cfg.lam is None else cfg.lam * ramp(iteration, cfg.lam_warmup_iters)
 
 
 def _now() -> str:
@@ -440,8 +444,8 @@ class Trainer:
                 x = x.contiguous(memory_format=torch.channels_last)
             step_cfg = cfg
             if cfg.eps_warmup_iters and cfg.eps is not None:
-                ramp = min(1.0, (self.iteration + 1) / cfg.eps_warmup_iters)
-                step_cfg = dataclasses.replace(cfg, eps=cfg.eps * ramp)
+                step_cfg = dataclasses.replace(
+                    cfg, eps=cfg.eps * ramp(self.iteration, cfg.eps_warmup_iters))
             if cfg.lam_warmup_iters and cfg.lam is not None:
                 step_cfg = dataclasses.replace(step_cfg, lam=lam_at(cfg, self.iteration))
             share = y.numel() / (bounds[i + 1] - bounds[i])  # of the global batch
