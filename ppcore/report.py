@@ -798,8 +798,12 @@ class Report:
                           "s / epoch", "machine", "test acc. % [95% CI]"], rows))
         missing = [f for f in EXPECTED if f not in self.runs]
         if missing:
-            adv = [f"`{f}`" for f in missing if "adversarial" in train_command(f)]
-            rest = [f"`{f}`" for f in missing if "adversarial" not in train_command(f)]
+            def named(f: str) -> str:  # a variant of the folder (a cut, a warm-up) stands in
+                stand_ins = sorted(r for r in self.runs if r.startswith(f + "-"))
+                return f"`{f}`" + (f" (stand-in: {', '.join(f'`{r}`' for r in stand_ins)})"
+                                   if stand_ins else "")
+            adv = [named(f) for f in missing if "adversarial" in train_command(f)]
+            rest = [named(f) for f in missing if "adversarial" not in train_command(f)]
             text += "\n\n**Missing checkpoints:**"
             if rest:
                 text += f" {', '.join(rest)} (`{TRAIN_SCRIPT} paper`)"

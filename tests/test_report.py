@@ -201,6 +201,9 @@ def test_a_sweep_point_with_a_lambda_warm_up_says_so_and_yields_to_a_plain_one(c
     fig4 = _section(write_report(root, tmp_path / "r2.md", None, pilots=None).read_text(),
                     "## Figure 4")
     assert "hollow diamonds, unconnected, are runs whose λ rose linearly" in fig4
+    ck = _section((tmp_path / "r2.md").read_text(), "## Checkpoints")
+    assert ("`sweep-mnist-proposed-lam0.1` (stand-in: `sweep-mnist-proposed-lam0.1-lamwarm20`)"
+            in ck.split("**Missing checkpoints:**")[1])
 
 
 def test_sweep_point_does_not_carry_table1_numbers(report):
