@@ -52,6 +52,9 @@ PGD_CUTS=$(cuts pgd_at)
 M_TABLE="normal proposed fgsm_at pgd_at $(cuts pgd_at alp trades)alp ablation1 ablation2 ablation3 trades fgsm_rs proposed_spatial proposed_noise_spatial"
 F_TABLE="normal proposed fgsm_at pgd_at alp ablation1 ablation2 ablation3 trades fgsm_rs"
 
+# src DATASET: "--source" and the data set's Net-A, where it is trained (else nothing)
+src() { [[ -f "$OUT/$1-net_a/model.json" ]] && echo "--source $OUT/$1-net_a" || true; }
+
 phase() {
   case $1 in
     whitebox)
@@ -60,10 +63,11 @@ phase() {
     autoattack)
       for m in $M_TABLE; do ev "mnist-$m" autoattack "${LIMIT_AA:-}"; done
       for m in $F_TABLE; do ev "fashion-mnist-$m" autoattack "${LIMIT_AA:-}"; done ;;
-    sanity)
+    sanity)  # with the data set's Net-A as the black-box source of its transfer check
       for m in normal proposed $PGD_CUTS pgd_at fgsm_at; do
-        ev "mnist-$m" sanity "${LIMIT_SAN:-}"; done
-      for m in normal proposed pgd_at fgsm_at; do ev "fashion-mnist-$m" sanity "${LIMIT_SAN:-}"; done ;;
+        ev "mnist-$m" sanity "${LIMIT_SAN:-}" sanity $(src mnist); done
+      for m in normal proposed pgd_at fgsm_at; do
+        ev "fashion-mnist-$m" sanity "${LIMIT_SAN:-}" sanity $(src fashion-mnist); done ;;
     blackbox)
       for d in mnist fashion-mnist; do
         for t in pgd_at $PGD_CUTS proposed; do
