@@ -330,13 +330,19 @@ RECIPE_KEYS = ("optimizer", "lr", "batch_size", "epochs")
 def recipe_gap(run: Run) -> str | None:
     """How the model saved in ``run`` departs from its method's prescribed training recipe, in
     words ("30 of the recipe's 84 epochs"), or None where it follows it. A model trained for
-    fewer epochs than its recipe is another model: the paper's figure is not its to match."""
+    fewer epochs than its recipe, or, for a method whose own paper fixes no length, for fewer
+    iterations than the paper's runs (``paper.TRAIN_ITERATIONS``), is another model: the
+    paper's figure is not its to match."""
     from .methods import METHODS, preset
 
     if run.method not in METHODS:
         return None
     want = preset(run.method, run.dataset)
     gaps = []
+    floor = P.TRAIN_ITERATIONS.get(run.dataset)
+    done = run.record.get("iterations")
+    if "epochs" not in want and floor and isinstance(done, int) and done < floor:
+        gaps.append(f"{done} of the paper's ~{floor} iterations")
     for key in (k for k in RECIPE_KEYS if k in want):
         if key == "epochs":
             if isinstance(run.epochs_done, int) and run.epochs_done < want[key]:
@@ -1136,7 +1142,9 @@ class Report:
             if run.cfg.get("lam_warmup_iters"):
                 return "λ warm-up"
             return "shorter run" if run.epochs_done < full else ""
-        points.sort(key=lambda r: (r.cfg["lam"], kind(r) != "", r.name))
+        # the point of a λ: the paper's recipe, else a full-length warm-up run, else a shorter one
+        rank = {"": 0, "λ warm-up": 1, "shorter run": 2}
+        points.sort(key=lambda r: (r.cfg["lam"], rank[kind(r)], r.name))
         if not points:
             self.add(f"{title}\n\nPaper: {claim}\n\nNo sweep runs found "
                      f"(`{TRAIN_SCRIPT} sweep`).")

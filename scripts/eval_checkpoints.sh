@@ -45,12 +45,15 @@ ev() {
     --device "$DEVICE" --no-progress --json "$json" "$@" > /dev/null || echo "!! failed: $json"
 }
 
-# cuts of the adversarial recipes shipped under their length (e.g. pgd_at-30ep: 30 of 84 epochs)
-cuts() { (cd "$OUT" 2>/dev/null && for m in "$@"; do
-  for d in mnist-"$m"-[0-9]*ep; do [[ -d $d ]] && echo -n "${d#mnist-} "; done; done); }
-PGD_CUTS=$(cuts pgd_at)
-M_TABLE="normal proposed fgsm_at pgd_at $(cuts pgd_at alp trades)alp ablation1 ablation2 ablation3 trades fgsm_rs proposed_spatial proposed_noise_spatial"
-F_TABLE="normal proposed fgsm_at pgd_at alp ablation1 ablation2 ablation3 trades fgsm_rs"
+# cuts DATASET METHOD...: runs shipped under their length because they are shorter than their
+# method's recipe (pgd_at-30ep: 30 of 84 epochs) or the paper's length (the first release's
+# 1-3-epoch runs: fgsm_rs-2ep, proposed_spatial-3ep)
+cuts() { local d=$1; shift; (cd "$OUT" 2>/dev/null && for m in "$@"; do
+  for r in "$d-$m"-[0-9]*ep; do [[ -d $r ]] && echo -n "${r#"$d-"} "; done; done; true); }
+PGD_CUTS=$(cuts mnist pgd_at)
+SPATIAL_CUTS=$(cuts mnist proposed_spatial proposed_noise_spatial)
+M_TABLE="normal proposed fgsm_at pgd_at $(cuts mnist pgd_at alp trades fgsm_rs)alp ablation1 ablation2 ablation3 trades fgsm_rs proposed_spatial proposed_noise_spatial $SPATIAL_CUTS"
+F_TABLE="normal proposed fgsm_at pgd_at alp ablation1 ablation2 ablation3 trades fgsm_rs $(cuts fashion-mnist fgsm_rs)"
 
 # src DATASET: "--source" and the data set's Net-A, where it is trained (else nothing)
 src() { [[ -f "$OUT/$1-net_a/model.json" ]] && echo "--source $OUT/$1-net_a" || true; }
@@ -78,7 +81,8 @@ phase() {
         done
       done ;;
     spatial)
-      for m in normal fgsm_at pgd_at $PGD_CUTS alp proposed proposed_spatial proposed_noise_spatial; do
+      for m in normal fgsm_at pgd_at $PGD_CUTS alp proposed proposed_spatial proposed_noise_spatial \
+               $SPATIAL_CUTS; do
         ev "mnist-$m" spatial "${LIMIT_SP:-}"; done ;;
     unbounded)
       local params=()

@@ -68,6 +68,8 @@ def ckpt_root(tmp_path_factory, mnist_small_run):
     root = tmp_path_factory.mktemp("checkpoints")
     run = root / "mnist-normal"
     shutil.copytree(mnist_small_run, run, ignore=shutil.ignore_patterns("resume.pt"))
+    # the record of a paper-length run (the paper's ~40 000 iterations): its copies are compared
+    _edit_json(run / "model.json", lambda d: d.update(iterations=40_800))
     with open(run / "metrics.jsonl", "a") as f:  # two readings of the robustness meter
         for it, acc in ((0, 0.0), (100, 0.05)):
             f.write(json.dumps({"type": "probe", "iter": it, "epoch": 0,
@@ -206,6 +208,22 @@ def test_a_sweep_point_with_a_lambda_warm_up_says_so_and_yields_to_a_plain_one(c
             in ck.split("**Missing checkpoints:**")[1])
 
 
+def test_a_full_length_warm_up_run_takes_the_point_of_a_shorter_plain_one(ckpt_root, tmp_path):
+    root = tmp_path / "ck"
+    shutil.copytree(ckpt_root, root)
+    _copy_run(root, "mnist-normal", "sweep-mnist-proposed-lam0.1-lamwarm20", method="proposed",
+              lam=0.1, name="proposed-lam0.1-lamwarm20", accs={"clean": 90.0, "pgd_100": 10.0})
+    for run in ("sweep-mnist-proposed-lam0.1-lamwarm20", "mnist-proposed"):  # 2 epochs: the
+        _edit_json(root / run / "model.json",  # plain λ = 0.1 run (1 epoch) is the shorter one
+                   lambda d: d.update(epochs_done=2, config={**d["config"], "epochs": 2}))
+    _edit_json(root / "sweep-mnist-proposed-lam0.1-lamwarm20" / "model.json",
+               lambda d: d["config"].update(lam_warmup_iters=20))
+    fig4 = _section(write_report(root, tmp_path / "r.md", None, pilots=None).read_text(),
+                    "## Figure 4")
+    assert "| 1/1 |" in _row(fig4, "| 0.1 | `sweep-mnist-proposed-lam0.1` ")
+    assert "hollow diamonds, unconnected, are runs whose λ rose linearly" in fig4
+
+
 def test_sweep_point_does_not_carry_table1_numbers(report):
     text = report.read_text()
     fig4 = _section(text, "## Figure 4")
@@ -316,6 +334,23 @@ def test_a_run_shorter_than_its_recipe_gets_no_paper_figure(ckpt_root, tmp_path)
     assert "95.00 [76.4, 99.1] (99.28) ⚠" in row and "differs in" in row
     assert "not compared" not in _row(_section(text, "## The paper's central claim"),
                                       "| PGD-AT |")
+
+
+def test_a_run_shorter_than_the_papers_runs_gets_no_paper_figure(ckpt_root, tmp_path):
+    """FGSM-AT's own paper fixes no length; the paper's runs are ~40 000 iterations long, so a
+    3600-iteration one (a first-release model) is not compared with the paper's row."""
+    root = tmp_path / "ck"
+    shutil.copytree(ckpt_root, root)
+    _copy_run(root, "mnist-normal", "mnist-fgsm_at-3ep", method="fgsm_at",
+              accs={"clean": 95.0, "pgd_100": 10.0}, paper_row="fgsm_at")
+    _edit_json(root / "mnist-fgsm_at-3ep" / "model.json",
+               lambda d: d.update(iterations=3600, config={**d["config"], "eps": 0.3}))
+    t1 = _section(write_report(root, tmp_path / "r.md", None, pilots=None).read_text(),
+                  "## Table 1")
+    row = _row(t1, "| `mnist-fgsm_at-3ep`")
+    assert "(2.94)" not in row and "⚠" not in row
+    assert "no paper figure at these settings (3600 of the paper's ~40000 iterations)" in row
+    assert "(83.48)" in _row(t1, "| `mnist-proposed` ")  # 40 800 iterations: compared
 
 
 def test_a_method_stands_for_its_longest_complete_cut_until_its_own_run_is_done():
