@@ -462,11 +462,14 @@ def verdict(cells) -> str:
     return f"differs in {bad} of {len(with_paper)} cells"
 
 
-def run_verdict(run: Run | None, cells) -> str:
-    """``verdict``, saying why a run of a method the paper has a row for gets no figure: its
-    training departs from the recipe (``recipe_gap``)."""
+def run_verdict(run: Run | None, cells, table_key: str) -> str:
+    """``verdict``, saying why a run of a method ``table_key`` has a row for gets no figure: its
+    training departs from the recipe (``recipe_gap``). A method the table lacks (FGSM-RS) has
+    no figure whatever its length."""
     v = verdict(cells)
-    gap = recipe_gap(run) if run is not None else None
+    if run is None or P.row_key(table_key, run.method) is None:
+        return v
+    gap = recipe_gap(run)
     return f"{v} ({gap})" if gap and v.startswith("no paper figure") else v
 
 
@@ -635,7 +638,7 @@ class Report:
         return f" (paper, full length: {pv:g}; not compared)" if pv is not None else ""
 
     def headline(self) -> None:
-        bullets = []
+        bullets, table = [], P.WHITEBOX_TABLE["mnist"]
         for label, plain in CLAIM_ROWS:
             run, folder = self.claim_run(plain)
             if run is None:
@@ -654,7 +657,7 @@ class Report:
                              else self._uncompared(run, plain, col))
                     parts.append(f"{what} {c.sentence()}{paper}")
             bullets.append(f"* **{label}** (`{folder}`, {run.status_text}): " + "; ".join(parts)
-                           + f" — {run_verdict(run, [clean, pgd])}.")
+                           + f" — {run_verdict(run, [clean, pgd], table)}.")
         self.add("## Headline numbers (generated)\n\nMNIST, ε = 0.3, each with its 95% Wilson "
                  "interval and its number of test images n.\n\n" + "\n".join(bullets))
 
@@ -843,7 +846,8 @@ class Report:
                 if suite in run.evals:
                     ns.add((suite, run.evals[suite].get("images")))
             rows.append([_label(run)] + [_text(c) for c in cells] + [_text(aa),
-                                                                      run_verdict(run, cells)])
+                                                                      run_verdict(run, cells,
+                                                                                  table)])
         seeds = self.seeds() if ds == "mnist" else []
         if len(seeds) > 1:
             cells = [seed_cell(seeds, table, c) for c in cols]
@@ -918,7 +922,8 @@ class Report:
             ns.add(data.get("images"))
             have.add(paper_row(run, table))
             cells = [whitebox_cell(run, table, c, "spatial") for c in t["columns"]]
-            rows.append([_label(run)] + [_text(c) for c in cells] + [run_verdict(run, cells)])
+            rows.append([_label(run)] + [_text(c) for c in cells]
+                        + [run_verdict(run, cells, table)])
         for key, vals in (t.get("rows") or {}).items():
             if key not in have:
                 rows.append([f"{key}: no run at the paper's settings evaluated"]
