@@ -20,15 +20,23 @@ def pick_device(spec: str = "auto") -> torch.device:
     return torch.device(spec)
 
 
-def _cpu_flags() -> set[str]:
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's fields of /proc/cpuinfo (empty where there is none)."""
+    info: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
+                if not line.strip():
+                    break
+                key, _, value = line.partition(":")
+                info.setdefault(key.strip(), value.strip())
     except OSError:
         pass
-    return set()
+    return info
+
+
+def _cpu_flags() -> set[str]:
+    return set(_cpuinfo().get("flags", "").split())
 
 
 def bf16_native(device: torch.device) -> bool:
@@ -57,15 +65,14 @@ def autocast(precision: str, device: torch.device):
 
 
 def machine_name(device: torch.device) -> str:
-    """What a record says the run ran on: the GPU's name, or the CPU's model and threads."""
+    """What a record says the run ran on: the GPU's name, or the CPU's model and threads. A
+    virtual machine's model name is often generic ("AMD EPYC" for two generations twice apart in
+    speed), so the x86 family and model numbers are added where the CPU gives them."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    model = ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next((ln.split(":", 1)[1].strip() for ln in f
-                          if ln.startswith("model name")), "")
-    except OSError:
-        pass
+    info = _cpuinfo()
     import platform
-    return f"{model or platform.processor() or 'CPU'}, {torch.get_num_threads()} threads"
+    name = info.get("model name") or platform.processor() or "CPU"
+    if info.get("cpu family") and info.get("model"):
+        name += f" (family {info['cpu family']}, model {info['model']})"
+    return f"{name}, {torch.get_num_threads()} threads"

@@ -184,6 +184,21 @@ def test_a_run_saved_on_a_gpu_resumes_on_a_cpu_with_fresh_random_streams(tmp_pat
     assert "saved on another kind of device" in caplog.text
 
 
+def test_the_machine_name_tells_cpu_generations_apart():
+    """Two EPYC generations (family 25, models 1 and 17) both call themselves "AMD EPYC" in a VM
+    and differ twice in speed: the record names family and model where /proc/cpuinfo has them."""
+    import torch
+
+    from ppcore import device
+
+    info, name = device._cpuinfo(), device.machine_name(CPU)
+    assert name.endswith(f", {torch.get_num_threads()} threads")
+    if info.get("cpu family") and info.get("model"):
+        assert f"(family {info['cpu family']}, model {info['model']})" in name
+    assert device.bf16_native(CPU) == bool({"avx512_bf16", "amx_bf16"}
+                                           & set(info.get("flags", "").split()))
+
+
 def test_a_run_resumed_on_another_machine_records_the_machine_of_each_epoch(tmp_path):
     """PGD-AT's shipped run had epochs on an H200, then two CPUs: its record must not give one
     machine for all of them. A resume state saved before epochs named their machine takes
