@@ -234,7 +234,14 @@ def test_deepfool_matches_torchattacks(small_model, mnist_test_batch):
     assert torch.equal(ours.success, fooled_theirs)
     assert ours.success.sum() >= 12
     ratio = ours.l2[ours.success] / l2_theirs[ours.success]
-    assert float((ratio - 1).abs().max()) < 0.01, ratio
+    # the same algorithm: the same perturbation size to within rounding on nearly every image.
+    # Each step goes to the nearest linearised boundary; where two classes' boundaries are
+    # within rounding of each other, another summation order (our batched Jacobian; a CPU
+    # without AVX512) may take the other and end a few % longer (4.5 % on one of 16 images on an
+    # AMD EPYC family 25 model 1), so the bound on a single image is looser than the median's
+    assert float((ratio - 1).abs().median()) < 0.005, ratio
+    assert float((ratio - 1).abs().max()) < 0.1, ratio
+    assert int(((ratio - 1).abs() > 0.01).sum()) <= 2, ratio
 
 
 def _torchattacks_cw_with_true_margin():
