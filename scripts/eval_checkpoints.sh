@@ -52,7 +52,7 @@ cuts() { local d=$1; shift; (cd "$OUT" 2>/dev/null && for m in "$@"; do
   for r in "$d-$m"-[0-9]*ep; do [[ -d $r ]] && echo -n "${r#"$d-"} "; done; done; true); }
 PGD_CUTS=$(cuts mnist pgd_at)
 SPATIAL_CUTS=$(cuts mnist proposed_spatial proposed_noise_spatial)
-M_TABLE="normal proposed fgsm_at pgd_at $(cuts mnist pgd_at alp trades fgsm_rs)alp ablation1 ablation2 ablation3 trades fgsm_rs proposed_spatial proposed_noise_spatial $SPATIAL_CUTS"
+M_TABLE="normal proposed fgsm_at pgd_at $PGD_CUTS$(cuts mnist alp trades fgsm_rs)alp ablation1 ablation2 ablation3 trades fgsm_rs proposed_spatial proposed_noise_spatial $SPATIAL_CUTS"
 F_TABLE="normal proposed fgsm_at pgd_at alp ablation1 ablation2 ablation3 trades fgsm_rs $(cuts fashion-mnist fgsm_rs)"
 
 # src DATASET: "--source" and the data set's Net-A, where it is trained (else nothing)
