@@ -347,8 +347,8 @@ def recipe_gap(run: Run) -> str | None:
         if key == "epochs":
             if isinstance(run.epochs_done, int) and run.epochs_done < want[key]:
                 gaps.append(f"{run.epochs_done} of the recipe's {want[key]} epochs")
-        elif run.cfg.get(key) != want[key] and not _close(run.cfg.get(key), want[key]):
-            gaps.append(f"{key} {str(run.cfg.get(key))[:20]} (recipe: {want[key]})")
+        elif (got := run.cfg.get(key)) != want[key] and not _close(got, want[key]):
+            gaps.append(f"{key} {str(got)[:20]} (recipe: {want[key]})")
     return "; ".join(gaps) or None
 
 
@@ -807,8 +807,10 @@ class Report:
                           "s / epoch", "machine", "test acc. % [95% CI]"], rows))
         missing = [f for f in EXPECTED if f not in self.runs]
         if missing:
-            def named(f: str) -> str:  # a variant of the folder (a cut, a warm-up) stands in
-                stand_ins = sorted(r for r in self.runs if r.startswith(f + "-"))
+            def named(f: str) -> str:  # a variant of the folder (a cut, a warm-up) stands in;
+                # an expected folder of its own (mnist-proposed-seed1) is no variant
+                stand_ins = sorted(r for r in self.runs if r.startswith(f + "-")
+                                   and r not in EXPECTED)
                 return f"`{f}`" + (f" (stand-in: {', '.join(f'`{r}`' for r in stand_ins)})"
                                    if stand_ins else "")
             adv = [named(f) for f in missing if "adversarial" in train_command(f)]
@@ -1159,18 +1161,20 @@ class Report:
         for run in points:
             clean = whitebox_cell(run, table, "clean")
             pgd = whitebox_cell(run, table, "pgd_100")
+            aa = whitebox_cell(run, table, "autoattack", "autoattack")
             lam = float(run.cfg["lam"])
             warm = run.cfg.get("lam_warmup_iters")
             rows.append([f"{lam:g}", _label(run), f"{run.epochs_done}/{run.epochs or '?'}",
                          f"{warm} iterations" if warm else "none",
                          _text(clean), _text(pgd), str((clean or pgd).n if (clean or pgd)
-                                                       else "–")])
-            pts.append((lam, clean, pgd, kind(run)))
+                                                       else "–"),
+                         f"{_text(aa)} (n = {aa.n})" if aa else "not run"])
+            pts.append((lam, clean, pgd, aa, kind(run)))
         evaluated, seen = [], set()
-        for lam, c, p, k in pts:  # one point per λ in the figure: the paper's recipe first
+        for lam, c, p, a, k in pts:  # one point per λ in the figure: the paper's recipe first
             if (c is not None or p is not None) and lam not in seen:
                 seen.add(lam)
-                evaluated.append((lam, c, p, k))
+                evaluated.append((lam, c, p, a, k))
         styles = {"": dict(ls="-"), "shorter run": dict(ls="none", mfc="none"),
                   "λ warm-up": dict(ls="none", mfc="none", marker="D")}
         text = (f"{title}\n\nPaper: {claim} The paper gives no numbers for Figure 4; only the "
@@ -1183,10 +1187,11 @@ class Report:
             fig, (a0, a1) = plt.subplots(1, 2, figsize=(6.5, 3.5), sharey=True,
                                          gridspec_kw={"width_ratios": [1, 5]})
             for ax, data in ((a0, zero), (a1, pos)):
-                for idx, (label, marker) in ((1, ("clean", "o")), (2, ("PGD-100", "s"))):
+                for idx, (label, marker) in ((1, ("clean", "o")), (2, ("PGD-100", "s")),
+                                             (3, ("AutoAttack", "^"))):
                     for k, style in styles.items():
                         pts_i = [(t[0], t[idx]) for t in data
-                                 if t[idx] is not None and t[3] == k]
+                                 if t[idx] is not None and t[4] == k]
                         if not pts_i:
                             continue
                         xs = [x if x > 0 else 0.0 for x, _ in pts_i]
@@ -1210,15 +1215,17 @@ class Report:
             text += (f"\n\n![Figure 4]({path.as_posix()})\n\n" + self.caption("Figure 4")
                      + " Error bars: 95% Wilson intervals; λ = 0 (no regulariser) is drawn apart "
                      "from the log axis" + (
+                         "; triangles are AutoAttack, run on fewer images (its column gives n)"
+                         if any(t[3] is not None for t in evaluated) else "") + (
                          f"; hollow, unconnected points are runs shorter than the λ = 10 run's "
                          f"{full} epochs (see the epochs column)"
-                         if any(t[3] == "shorter run" for t in evaluated) else "") + (
+                         if any(t[4] == "shorter run" for t in evaluated) else "") + (
                          "; hollow diamonds, unconnected, are runs whose λ rose linearly over "
                          "their first iterations (a stabiliser the paper does not use; see the "
-                         "λ warm-up column)" if any(t[3] == "λ warm-up" for t in evaluated)
+                         "λ warm-up column)" if any(t[4] == "λ warm-up" for t in evaluated)
                          else "") + ".")
         self.add(text + "\n\n" + _table(["λ", "run", "epochs", "λ warm-up", "clean %",
-                                         "PGD-100 %", "test images"], rows))
+                                         "PGD-100 %", "test images", "AutoAttack %"], rows))
         self.note("figure4")
 
     # -- out of reach, choices, reproducing --------------------------------------------------

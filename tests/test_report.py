@@ -208,6 +208,17 @@ def test_a_sweep_point_with_a_lambda_warm_up_says_so_and_yields_to_a_plain_one(c
             in ck.split("**Missing checkpoints:**")[1])
 
 
+def test_other_seeds_are_no_stand_in_for_a_missing_proposed_run(ckpt_root, tmp_path):
+    root = tmp_path / "ck"
+    shutil.copytree(ckpt_root, root, ignore=shutil.ignore_patterns("mnist-proposed"))
+    shutil.copytree(ckpt_root / "mnist-proposed", root / "mnist-proposed-8ep")
+    ck = _section(write_report(root, tmp_path / "r.md", None, pilots=None).read_text(),
+                  "## Checkpoints")
+    missing = ck.split("**Missing checkpoints:**")[1]
+    assert "`mnist-proposed` (stand-in: `mnist-proposed-8ep`)" in missing
+    assert "seed1`" not in missing
+
+
 def test_a_full_length_warm_up_run_takes_the_point_of_a_shorter_plain_one(ckpt_root, tmp_path):
     root = tmp_path / "ck"
     shutil.copytree(ckpt_root, root)
@@ -222,6 +233,28 @@ def test_a_full_length_warm_up_run_takes_the_point_of_a_shorter_plain_one(ckpt_r
                     "## Figure 4")
     assert "| 1/1 |" in _row(fig4, "| 0.1 | `sweep-mnist-proposed-lam0.1` ")
     assert "hollow diamonds, unconnected, are runs whose λ rose linearly" in fig4
+
+
+def test_sweep_autoattack_stands_beside_pgd_where_it_was_run(ckpt_root, tmp_path, report):
+    fig4 = _section(report.read_text(), "## Figure 4")
+    assert _row(fig4, "| 0.1 |").endswith("| not run |") and "triangles" not in fig4
+    root = tmp_path / "ck"
+    shutil.copytree(ckpt_root, root)
+    ev = root / "sweep-mnist-proposed-lam0.1" / "eval"
+
+    def aa(d: dict) -> None:  # what `--suite autoattack` writes: PGD-100 and AutoAttack rows
+        d["suite"] = "autoattack"
+        row = dict(next(r for r in d["rows"] if r["key"] == "pgd_100"), key="autoattack",
+                   column="autoattack", attack="autoattack")
+        d["rows"].append(row)
+        _set_acc(d, "autoattack", 10.0)
+
+    shutil.copy(ev / "whitebox.json", ev / "autoattack.json")
+    _edit_json(ev / "autoattack.json", aa)
+    fig4 = _section(write_report(root, tmp_path / "r.md", None, pilots=None).read_text(),
+                    "## Figure 4")
+    assert _row(fig4, "| 0.1 |").endswith(f"| {Cell(2, N).text()} (n = {N}) |")  # 2 of 20
+    assert _row(fig4, "| 0 |").endswith("| not run |") and "triangles are AutoAttack" in fig4
 
 
 def test_sweep_point_does_not_carry_table1_numbers(report):
