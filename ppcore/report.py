@@ -1215,7 +1215,7 @@ class Report:
             text += (f"\n\n![Figure 4]({path.as_posix()})\n\n" + self.caption("Figure 4")
                      + " Error bars: 95% Wilson intervals; λ = 0 (no regulariser) is drawn apart "
                      "from the log axis" + (
-                         "; triangles are AutoAttack, run on fewer images (its column gives n)"
+                         "; triangles are AutoAttack, on the test images its column gives (n)"
                          if any(t[3] is not None for t in evaluated) else "") + (
                          f"; hollow, unconnected points are runs shorter than the λ = 10 run's "
                          f"{full} epochs (see the epochs column)"
