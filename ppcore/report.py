@@ -482,6 +482,17 @@ def _verdicts(checks: list[dict], name_key: str, unknown: str) -> str:
         ch.get("passed"), unknown) for ch in checks)
 
 
+@dataclass(frozen=True)
+class _SweepPoint:
+    """One λ-sweep run in Figure 4: its cells (None where not evaluated) and how it departs
+    from the paper's recipe ("" for none, "shorter run", "λ warm-up")."""
+    lam: float
+    clean: Cell | None
+    pgd: Cell | None
+    aa: Cell | None
+    kind: str
+
+
 def _median(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
@@ -1169,12 +1180,12 @@ class Report:
                          _text(clean), _text(pgd), str((clean or pgd).n if (clean or pgd)
                                                        else "–"),
                          f"{_text(aa)} (n = {aa.n})" if aa else "not run"])
-            pts.append((lam, clean, pgd, aa, kind(run)))
+            pts.append(_SweepPoint(lam, clean, pgd, aa, kind(run)))
         evaluated, seen = [], set()
-        for lam, c, p, a, k in pts:  # one point per λ in the figure: the paper's recipe first
-            if (c is not None or p is not None) and lam not in seen:
-                seen.add(lam)
-                evaluated.append((lam, c, p, a, k))
+        for t in pts:  # one point per λ in the figure: the paper's recipe first
+            if (t.clean is not None or t.pgd is not None) and t.lam not in seen:
+                seen.add(t.lam)
+                evaluated.append(t)
         styles = {"": dict(ls="-"), "shorter run": dict(ls="none", mfc="none"),
                   "λ warm-up": dict(ls="none", mfc="none", marker="D")}
         text = (f"{title}\n\nPaper: {claim} The paper gives no numbers for Figure 4; only the "
@@ -1182,24 +1193,25 @@ class Report:
                 "Accuracy in %, `[95% Wilson interval]`.")
         if evaluated:
             plt = _pyplot()
-            zero = [t for t in evaluated if t[0] == 0]
-            pos = [t for t in evaluated if t[0] > 0]
+            zero = [t for t in evaluated if t.lam == 0]
+            pos = [t for t in evaluated if t.lam > 0]
             fig, (a0, a1) = plt.subplots(1, 2, figsize=(6.5, 3.5), sharey=True,
                                          gridspec_kw={"width_ratios": [1, 5]})
             for ax, data in ((a0, zero), (a1, pos)):
-                for idx, (label, marker) in ((1, ("clean", "o")), (2, ("PGD-100", "s")),
-                                             (3, ("AutoAttack", "^"))):
+                for idx, (attr, label, marker) in enumerate((("clean", "clean", "o"),
+                                                             ("pgd", "PGD-100", "s"),
+                                                             ("aa", "AutoAttack", "^"))):
                     for k, style in styles.items():
-                        pts_i = [(t[0], t[idx]) for t in data
-                                 if t[idx] is not None and t[4] == k]
+                        pts_i = [(t.lam, getattr(t, attr)) for t in data
+                                 if getattr(t, attr) is not None and t.kind == k]
                         if not pts_i:
                             continue
                         xs = [x if x > 0 else 0.0 for x, _ in pts_i]
                         ys = [c.value for _, c in pts_i]
                         err = [[c.value - c.interval[0] for _, c in pts_i],
                                [c.interval[1] - c.value for _, c in pts_i]]
-                        ax.errorbar(xs, ys, yerr=err, ms=4, capsize=3, color=f"C{idx - 1}",
-                                    **{"marker": marker, "mfc": f"C{idx - 1}", **style},
+                        ax.errorbar(xs, ys, yerr=err, ms=4, capsize=3, color=f"C{idx}",
+                                    **{"marker": marker, "mfc": f"C{idx}", **style},
                                     label=f"{label}, {k}" if k else label)
             if not zero:
                 a0.text(0, 50, "not run", ha="center", va="center", rotation=90, fontsize=8)
@@ -1216,13 +1228,13 @@ class Report:
                      + " Error bars: 95% Wilson intervals; λ = 0 (no regulariser) is drawn apart "
                      "from the log axis" + (
                          "; triangles are AutoAttack, on the test images its column gives (n)"
-                         if any(t[3] is not None for t in evaluated) else "") + (
+                         if any(t.aa is not None for t in evaluated) else "") + (
                          f"; hollow, unconnected points are runs shorter than the λ = 10 run's "
                          f"{full} epochs (see the epochs column)"
-                         if any(t[4] == "shorter run" for t in evaluated) else "") + (
+                         if any(t.kind == "shorter run" for t in evaluated) else "") + (
                          "; hollow diamonds, unconnected, are runs whose λ rose linearly over "
                          "their first iterations (a stabiliser the paper does not use; see the "
-                         "λ warm-up column)" if any(t[4] == "λ warm-up" for t in evaluated)
+                         "λ warm-up column)" if any(t.kind == "λ warm-up" for t in evaluated)
                          else "") + ".")
         self.add(text + "\n\n" + _table(["λ", "run", "epochs", "λ warm-up", "clean %",
                                          "PGD-100 %", "test images", "AutoAttack %"], rows))
