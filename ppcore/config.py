@@ -16,6 +16,7 @@ OPTIMIZERS = ("sgd", "adam")
 #: how Eq. (1)'s regulariser is reduced over the m pairs of a batch. The printed equation has
 #: lambda * sum_j ||f_clean - f_noisy||^2 after a leading 1/(2m) whose reach cannot be read:
 #: "mean" reads 1/m on the regulariser (lambda * batch mean), "sum" reads none (lambda * sum).
+#: Read over both terms, the 1/(2m) gives "mean" at lambda / 2 (the sweep's lambda 5 point).
 #: The default is chosen by the pilots in docs/results.md ("Choices the paper leaves open").
 REDUCTIONS = ("mean", "sum")
 #: arithmetic of training: "auto" is bf16 autocast + channels_last where the device does bf16

@@ -19,6 +19,8 @@
 #   sweep-warmup  Figure 4's large lambdas (50, 100) with lambda rising linearly over the first
 #                 10 000 iterations: a stabiliser the paper does not use (plain lambda 50
 #                 diverged, docs/pilots/sweep-lam50-divergence/), so the folders say "lamwarm10k"
+#   sweep-half    proposed on MNIST with lambda 5: Table 1's lambda 10 when Eq. (1)'s leading
+#                 1/(2m) is read over both terms (cross-entropy mean + lambda/2 x pair mean)
 #   paper         core seeds ablations sources sweep
 #   adversarial   PGD-AT, ALP, TRADES on MNIST, then PGD-AT on Fashion-MNIST, each with its own
 #                 paper's recipe (the presets: Madry's Adam 1e-4 for 100k iterations; TRADES'
@@ -107,6 +109,11 @@ for group in "${@:-paper}"; do
           --lam-warmup-iters 10000 --epochs "$EPOCHS" --name "proposed-lam$lam-lamwarm10k" \
           --note "${NOTE:+$NOTE; }Figure 4 lambda sweep, lambda warm-up over 10 000 iterations"
       done
+      ;;
+    sweep-half)
+      train sweep-mnist-proposed-lam5 mnist proposed --lam 5 --epochs "$EPOCHS" \
+        --name proposed-lam5 --note "${NOTE:+$NOTE; }Figure 4 lambda sweep; lambda 5 = lambda 10 \
+under Eq. (1) read with its leading 1/(2m) over both terms"
       ;;
     paper) "$0" core seeds ablations sources sweep ;;
     adversarial)
