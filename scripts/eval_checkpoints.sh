@@ -47,9 +47,11 @@ ev() {
 
 # cuts DATASET METHOD...: runs shipped under their length because they are shorter than their
 # method's recipe (pgd_at-30ep: 30 of 84 epochs) or the paper's length (the first release's
-# 1-3-epoch runs: fgsm_rs-2ep, proposed_spatial-3ep)
+# 1-3-epoch runs: fgsm_rs-2ep, proposed_spatial-3ep), or under the stabiliser they needed
+# (proposed_spatial-lr0.005-lamwarm10k: lower lr and lambda warm-up)
 cuts() { local d=$1; shift; (cd "$OUT" 2>/dev/null && for m in "$@"; do
-  for r in "$d-$m"-[0-9]*ep; do [[ -d $r ]] && echo -n "${r#"$d-"} "; done; done; true); }
+  for r in "$d-$m"-[0-9]*ep "$d-$m"-lr*-lamwarm*; do [[ -d $r ]] && echo -n "${r#"$d-"} "; done
+  done; true); }
 PGD_CUTS=$(cuts mnist pgd_at)
 SPATIAL_CUTS=$(cuts mnist proposed_spatial proposed_noise_spatial)
 M_TABLE="normal proposed fgsm_at pgd_at $PGD_CUTS$(cuts mnist alp trades fgsm_rs)alp ablation1 ablation2 ablation3 trades fgsm_rs proposed_spatial proposed_noise_spatial $SPATIAL_CUTS"

@@ -21,6 +21,11 @@
 #                 diverged, docs/pilots/sweep-lam50-divergence/), so the folders say "lamwarm10k"
 #   sweep-half    proposed on MNIST with lambda 5: Table 1's lambda 10 when Eq. (1)'s leading
 #                 1/(2m) is read over both terms (cross-entropy mean + lambda/2 x pair mean)
+#   spatial-warmup  proposed_spatial and proposed_noise_spatial with lr 0.005 and lambda rising
+#                 linearly over the first 10 000 iterations: at the recipe's lr 0.01
+#                 proposed_spatial collapsed to a constant output, at once without the warm-up
+#                 and from epoch 14 with it (docs/pilots/proposed_spatial-collapse/,
+#                 docs/pilots/proposed_spatial-lamwarm10k-collapse/); folders "lr0.005-lamwarm10k"
 #   paper         core seeds ablations sources sweep
 #   adversarial   PGD-AT, ALP, TRADES on MNIST, then PGD-AT on Fashion-MNIST, each with its own
 #                 paper's recipe (the presets: Madry's Adam 1e-4 for 100k iterations; TRADES'
@@ -108,6 +113,14 @@ for group in "${@:-paper}"; do
         train "sweep-mnist-proposed-lam$lam-lamwarm10k" mnist proposed --lam "$lam" \
           --lam-warmup-iters 10000 --epochs "$EPOCHS" --name "proposed-lam$lam-lamwarm10k" \
           --note "${NOTE:+$NOTE; }Figure 4 lambda sweep, lambda warm-up over 10 000 iterations"
+      done
+      ;;
+    spatial-warmup)
+      for m in proposed_spatial proposed_noise_spatial; do
+        train "mnist-$m-lr0.005-lamwarm10k" mnist "$m" --lr 0.005 --lam-warmup-iters 10000 \
+          --epochs "$EPOCHS" --name "$m-lr0.005-lamwarm10k" --note "${NOTE:+$NOTE; }lr 0.005 \
+and lambda warm-up over 10 000 iterations (lr 0.01 collapsed with and without the warm-up: \
+docs/pilots/proposed_spatial-collapse/, docs/pilots/proposed_spatial-lamwarm10k-collapse/)"
       done
       ;;
     sweep-half)
