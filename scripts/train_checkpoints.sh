@@ -116,11 +116,13 @@ for group in "${@:-paper}"; do
       done
       ;;
     spatial-warmup)
+      lr=0.005 warm=10000  # the folder name is made from the same two values as the flags
       for m in proposed_spatial proposed_noise_spatial; do
-        train "mnist-$m-lr0.005-lamwarm10k" mnist "$m" --lr 0.005 --lam-warmup-iters 10000 \
-          --epochs "$EPOCHS" --name "$m-lr0.005-lamwarm10k" --note "${NOTE:+$NOTE; }lr 0.005 \
-and lambda warm-up over 10 000 iterations (lr 0.01 collapsed with and without the warm-up: \
-docs/pilots/proposed_spatial-collapse/, docs/pilots/proposed_spatial-lamwarm10k-collapse/)"
+        train "mnist-$m-lr$lr-lamwarm$((warm / 1000))k" mnist "$m" --lr "$lr" \
+          --lam-warmup-iters "$warm" --epochs "$EPOCHS" --name "$m-lr$lr-lamwarm$((warm / 1000))k" \
+          --note "${NOTE:+$NOTE; }lr $lr and lambda warm-up over $warm iterations (lr 0.01 \
+collapsed with and without the warm-up: docs/pilots/proposed_spatial-collapse/, \
+docs/pilots/proposed_spatial-lamwarm10k-collapse/)"
       done
       ;;
     sweep-half)
