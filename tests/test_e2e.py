@@ -1,7 +1,8 @@
 """The app in a real browser: `streamlit run app.py` on a free loopback port, Debian's chromium
 driven by Playwright. Every page opens without an exception box; in the attack lab an uploaded
-image is attacked and the results appear. A screenshot of each page goes to docs/screenshots/
-(the README shows them).
+image is attacked and the results appear. A screenshot of each page goes to $PPCORE_SCREENSHOTS
+(default: a temporary folder, so a test run leaves the checkout as it was); the README's images
+are refreshed with PPCORE_SCREENSHOTS=docs/screenshots bash scripts/test.sh tests/test_e2e.py.
 
 Skipped only when Playwright for Python or /usr/bin/chromium is missing.
 """
@@ -12,6 +13,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -22,7 +24,9 @@ from tests.app_fixtures import good_upload, tiny_runs  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
-SHOTS = REPO / "docs" / "screenshots"
+# where the browser tests put their screenshots; relative paths are from the repository root
+SHOTS = REPO / os.environ.get("PPCORE_SCREENSHOTS",
+                              str(Path(tempfile.gettempdir()) / "ppcore-screenshots"))
 BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 

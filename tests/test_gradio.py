@@ -5,7 +5,8 @@ The API answers with the right class on real MNIST digits, keeps PGD within its 
 every bad input into one sentence, and its queue takes 20 attacks at once (their latency is
 logged, not asserted: docs/performance.md has the figures). The browser test draws a stroke on
 the sketchpad and waits for the models' answers, then attacks the drawing (a screenshot goes to
-docs/screenshots/gradio_probe.png, which the README shows).
+gradio_probe.png in $PPCORE_SCREENSHOTS, as in tests/test_e2e.py; the README shows
+docs/screenshots/gradio_probe.png).
 
 Skipped when gradio is not installed; the browser test also when Playwright or
 /usr/bin/chromium is missing, like tests/test_e2e.py.
@@ -27,12 +28,11 @@ from PIL import Image
 
 from tests.probe_fixtures import (CHECKPOINTS, NORMAL, draw_stroke, mnist_digit, png_file,
                                   start_probe, stop, wait_up)
-from tests.test_e2e import BROWSER_ARGS, CHROMIUM, free_port, sync_playwright
+from tests.test_e2e import BROWSER_ARGS, CHROMIUM, SHOTS, free_port, sync_playwright
 
 gradio_client = pytest.importorskip("gradio_client")
 
 PROPOSED = "mnist-proposed"
-SHOTS = CHECKPOINTS.parent / "docs" / "screenshots"
 log = logging.getLogger(__name__)
 
 pytestmark = pytest.mark.skipif(
