@@ -89,6 +89,7 @@ ui.from_url("train_eps_warmup_iters", 0, int, param="epswarm", lo=0,
             hi=TOP["eps_warmup_iters"])
 ui.from_url("train_lam_warmup_iters", 0, int, param="lamwarm", lo=0,
             hi=TOP["lam_warmup_iters"])
+ui.from_url("train_grad_clip", 0.0, float, param="clip", lo=0.0, hi=TOP["grad_clip"])
 ui.from_url("train_probe_size", 200, int, param="probe", lo=0, hi=TOP["probe_size"])
 ui.from_url("train_probe_every", 0, int, param="probe_every", lo=-1, hi=TOP["probe_every"])
 for k, o in OPTIONS.items():
@@ -183,7 +184,11 @@ with d2:
     warmup = b.number_input("LR warm-up (iterations)", min_value=0,
                             max_value=TOP["warmup_iters"], step=50, key="train_warmup_iters",
                             help="the learning rate rises linearly from 0 (0: none)")
-    extra: dict = {}
+    extra: dict = {"grad_clip": float(a.number_input(
+        "Gradient clip (l2 norm)", min_value=0.0, max_value=float(TOP["grad_clip"]), step=0.5,
+        key="train_grad_clip",
+        help="the whole gradient's l2 norm is clipped to this before each step (0: off); a "
+             "stabiliser, not the paper's"))}
     reduction = ui.reduction_input(a, "train_reduction", method)
     if reduction is not None:
         extra["reduction"] = reduction
@@ -226,7 +231,7 @@ url = {"ds": ds, "method": method, "model": model, **values, "epochs": int(epoch
        "bs": int(batch), "lr": float(lr), "seed": int(seed), "limit": int(limit),
        "device": device, "every": int(every), "opt": optimizer, "warmup": int(warmup),
        "red": extra.get("reduction"), "epswarm": extra.get("eps_warmup_iters"),
-       "lamwarm": extra.get("lam_warmup_iters"),
+       "lamwarm": extra.get("lam_warmup_iters"), "clip": extra["grad_clip"] or None,
        "prec": precision, "probe": int(probe_size), "probe_every": int(probe_every),
        **{f"o.{k}": v for k, v in options.items()}, "gpus": gpus if GPUS > 1 else None}
 

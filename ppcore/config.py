@@ -27,7 +27,7 @@ PRECISIONS = ("auto", "fp32", "bf16")
 LIMITS = {"epochs": 1000, "batch_size": 4096, "steps": 1000, "metrics_every": 10_000,
           "lam": 1e6, "max_trans": 16.0, "lr": 10.0, "weight_decay": 1.0,
           "warmup_iters": 10_000_000, "eps_warmup_iters": 10_000_000,
-          "lam_warmup_iters": 10_000_000, "probe_size": 10_000,
+          "lam_warmup_iters": 10_000_000, "grad_clip": 1e6, "probe_size": 10_000,
           "probe_every": 10_000_000, "seed": 2**31 - 1}
 
 #: defaults that follow the data set where the user says nothing (SGD with momentum and a step
@@ -64,6 +64,9 @@ class TrainConfig:
     #: first this many iterations (0: the full λ from the first step); a stabiliser of large λ,
     #: not in the paper, so a run with it says so in its name
     lam_warmup_iters: int = 0
+    #: clip the l2 norm of the whole gradient (all parameters together) to this before each
+    #: step (0: off); a stabiliser the paper does not use, so a run with it says so in its name
+    grad_clip: float = 0.0
     #: Eq. (1)'s reduction of the pairing term over the batch: "mean" or "sum" (see REDUCTIONS)
     reduction: str = "mean"
     #: "auto", "fp32" or "bf16" (see PRECISIONS); the record also says what "auto" became
@@ -166,7 +169,7 @@ def validate(cfg: TrainConfig) -> None:
             raise PPCoreError(f"{name} must be a finite number, got {v!r}")
 
     for f in ("lr", "momentum", "weight_decay", "lr_gamma", "lam", "xi", "eps", "alpha",
-              "max_rot", "max_trans", "metric_xi"):
+              "max_rot", "max_trans", "metric_xi", "grad_clip"):
         finite(f, getattr(cfg, f))
     for name, top in LIMITS.items():
         v = getattr(cfg, name)
@@ -182,6 +185,8 @@ def validate(cfg: TrainConfig) -> None:
         raise PPCoreError(f"momentum must be in [0, 1), got {cfg.momentum}")
     if cfg.weight_decay < 0:
         raise PPCoreError(f"weight decay must be >= 0, got {cfg.weight_decay}")
+    if cfg.grad_clip < 0:
+        raise PPCoreError(f"gradient clip must be >= 0 (0: off), got {cfg.grad_clip}")
     if cfg.lam is not None and cfg.lam < 0:
         raise PPCoreError(f"lambda must be >= 0, got {cfg.lam}")
     if cfg.xi is not None:

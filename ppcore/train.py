@@ -97,6 +97,8 @@ def schedule_text(cfg: TrainConfig) -> str:
         parts.append(f"epsilon warm-up over {cfg.eps_warmup_iters} iterations")
     if cfg.lam_warmup_iters:
         parts.append(f"lambda warm-up over {cfg.lam_warmup_iters} iterations")
+    if cfg.grad_clip:
+        parts.append(f"gradient l2 norm clipped at {cfg.grad_clip:g}")
     return "; ".join(parts)
 
 
@@ -471,6 +473,9 @@ class Trainer:
                 (out.loss * (share * dist.world_size)).backward()
             else:
                 out.loss.backward()
+            if cfg.grad_clip:  # after DDP's all-reduce, so every rank clips the same gradient
+                grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(),
+                                                           cfg.grad_clip)
             self.opt.step()
             self.sched.step()
             self.iteration += 1
@@ -491,6 +496,8 @@ class Trainer:
                        "lr": self.opt.param_groups[0]["lr"]}
                 if cfg.lam_warmup_iters and cfg.lam is not None:  # λ of this step, ramping
                     row["lam"] = lam_at(cfg, self.iteration - 1)
+                if cfg.grad_clip:  # this step's norm before clipping
+                    row["grad_norm"] = float(grad_norm)
                 self._emit(row)
                 self._pick_probe_every((now - t_window) / max(iters_window, 1))
                 t_window, seen_window, iters_window = time.perf_counter(), 0, 0

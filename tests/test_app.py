@@ -347,7 +347,7 @@ def ui_literal(text: str) -> str:
 
 def test_train_new_settings_come_from_and_go_to_the_link(tiny_runs):  # noqa: F811
     link = {"prec": "fp32", "opt": "adam", "red": "sum", "o.padding": "same", "o.init": "he",
-            "warmup": "100", "lamwarm": "200", "probe": "50", "probe_every": "-1"}
+            "warmup": "100", "lamwarm": "200", "clip": "2.5", "probe": "50", "probe_every": "-1"}
     at = open_page("train", query={**link, "method": "proposed"})
     got = {"prec": at.selectbox(key="train_precision").value,
            "opt": at.selectbox(key="train_optimizer").value,
@@ -356,6 +356,7 @@ def test_train_new_settings_come_from_and_go_to_the_link(tiny_runs):  # noqa: F8
            "o.init": at.selectbox(key="train_opt_init").value,
            "warmup": str(at.number_input(key="train_warmup_iters").value),
            "lamwarm": str(at.number_input(key="train_lam_warmup_iters").value),
+           "clip": str(at.number_input(key="train_grad_clip").value),
            "probe": str(at.number_input(key="train_probe_size").value),
            "probe_every": str(at.number_input(key="train_probe_every").value)}
     assert got == link and not at.error
@@ -370,10 +371,11 @@ def test_train_new_settings_come_from_and_go_to_the_link(tiny_runs):  # noqa: F8
     assert "train_lam_warmup_iters" not in [w.key for w in at.number_input]  # no λ in PGD-AT
     assert "train_reduction" not in [w.key for w in at.selectbox]  # no pairing term
     assert at.selectbox(key="train_optimizer").value == "adam"  # Madry et al.'s recipe
-    at = open_page("train", query={"o.padding": "diagonal", "probe": "99999"})
+    at = open_page("train", query={"o.padding": "diagonal", "probe": "99999", "clip": "-1"})
     assert at.selectbox(key="train_opt_padding").value == "valid"
     assert at.number_input(key="train_probe_size").value == 10000
-    assert len(texts(at, "warning")) == 2
+    assert at.number_input(key="train_grad_clip").value == 0.0
+    assert len(texts(at, "warning")) == 3
 
 
 def test_train_offers_several_gpus_and_launches_through_torchrun(tiny_runs,  # noqa: F811

@@ -148,6 +148,35 @@ def test_lambda_warm_up_ramps_the_pairing_term_the_loss_uses(tmp_path):
     assert lam_at(make_config("mnist", method="proposed"), 0) == 10.0
 
 
+def test_gradient_clipping_bounds_every_step_and_is_recorded(tmp_path):
+    """With --grad-clip c (a stabiliser, not the paper's) no SGD step moves the weights further
+    than lr * c; the metrics log each step's norm before clipping, and the record says so."""
+    def run(name, clip):
+        cfg = make_config("mnist", "mnist-net", "proposed", epochs=1, limit_train=500,
+                          limit_test=100, probe_size=0, metrics_every=1, momentum=0.0,
+                          precision="fp32", grad_clip=clip)
+        trainer = Trainer(cfg, tmp_path / name, CPU, progress=False)
+        start = [p.detach().clone() for p in trainer.model.parameters()]
+        rec = trainer.fit()
+        moved = math.sqrt(sum(float((p.detach() - q).pow(2).sum())
+                              for p, q in zip(trainer.model.parameters(), start)))
+        rows = [json.loads(x) for x in (tmp_path / name / METRICS_FILE).read_text().splitlines()]
+        return rec, moved, [r for r in rows if r["type"] == "iter"]
+
+    clip, lr, steps = 0.05, 0.01, 10
+    rec, moved, rows = run("clipped", clip)
+    assert rec["iterations"] == steps and len(rows) == steps
+    assert "gradient l2 norm clipped at 0.05" in rec["schedule"]
+    assert all(r["grad_norm"] > clip for r in rows), "the bound was never active"
+    assert moved <= steps * lr * clip * (1 + 1e-4)
+    _, free, free_rows = run("free", 0.0)
+    assert "grad_norm" not in free_rows[0]
+    assert free > steps * lr * clip, "without clipping the same run moves further"
+    for bad in (-1.0, float("inf")):
+        with pytest.raises(ppcore.PPCoreError, match="clip"):
+            make_config("mnist", method="proposed", grad_clip=bad)
+
+
 def test_baselines_carry_their_own_papers_recipes():
     pgd = make_config("mnist", method="pgd_at")
     assert (pgd.optimizer, pgd.lr, pgd.batch_size, pgd.lr_milestones) == ("adam", 1e-4, 50, ())

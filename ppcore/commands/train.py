@@ -67,6 +67,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     o.add_argument("--lam-warmup-iters", type=int,
                    help="linear lambda warm-up of the pairing term (iterations; a stabiliser "
                         "of large lambda, not the paper's: name such a run so)")
+    o.add_argument("--grad-clip", type=float,
+                   help="clip the gradient's l2 norm to this before each step (0: off, the "
+                        "default; a stabiliser, not the paper's: name such a run so)")
     o.add_argument("--weight-decay", type=float)
     o.add_argument("--precision", choices=PRECISIONS,
                    help="auto (bf16 autocast + channels_last where the hardware does bf16, "
@@ -103,7 +106,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 _SETTING_FLAGS = ("dataset", "model", "wrn_depth", "wrn_width", "padding", "init", "lam", "xi",
                   "eps", "alpha", "steps", "max_rot", "max_trans", "reduction", "epochs",
                   "batch_size", "optimizer", "lr", "warmup_iters", "eps_warmup_iters",
-                  "lam_warmup_iters", "weight_decay", "precision", "metrics_every",
+                  "lam_warmup_iters", "grad_clip", "weight_decay", "precision", "metrics_every",
                   "probe_size", "probe_every", "limit_train", "limit_test", "name", "note")
 
 
@@ -136,7 +139,7 @@ def config_from_args(args: argparse.Namespace):
                        max_trans=args.max_trans, reduction=args.reduction, epochs=args.epochs,
                        batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
                        warmup_iters=args.warmup_iters, eps_warmup_iters=args.eps_warmup_iters,
-                       lam_warmup_iters=args.lam_warmup_iters,
+                       lam_warmup_iters=args.lam_warmup_iters, grad_clip=args.grad_clip,
                        weight_decay=args.weight_decay, precision=args.precision,
                        seed=args.seed, limit_train=args.limit_train,
                        limit_test=args.limit_test, metrics_every=args.metrics_every,

@@ -37,7 +37,7 @@ TRAIN_LIMITS = {"lam": 1e6, "xi": None, "eps": None, "alpha": None, "steps": 100
                 "lr": 10.0, "weight_decay": 1.0, "seed": 2**31 - 1, "metrics_every": 10_000,
                 "optimizer": None, "reduction": None, "precision": None,
                 "warmup_iters": 1_000_000, "eps_warmup_iters": 1_000_000,
-                "lam_warmup_iters": 1_000_000,
+                "lam_warmup_iters": 1_000_000, "grad_clip": 1e6,
                 "probe_size": 10_000, "probe_every": 1_000_000, "model_options": None,
                 "limit_train": None, "limit_test": None, "name": None, "note": None}
 #: settings of the job, not of the run's config: where it runs and on how many GPUs
