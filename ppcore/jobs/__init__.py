@@ -22,6 +22,7 @@ from pathlib import Path
 
 from .. import runs
 from ..checkpoint import MODEL_FILE, atomic_write_json
+from ..config import LIMITS
 from ..errors import PPCoreError
 from .process import (_register_path, active_jobs, claim_new_folder, job_threads, launch,
                       locked, max_jobs, stop_job)
@@ -30,16 +31,17 @@ from .queue import drain as drain_queue
 from .queue import forget_run, queued_entry, queued_evals, submit_eval
 from .steps import DEVICES, SUITES, eval_step, step_argv, train_step
 
-#: the settings the app may pass, and their largest values (the Train page's widgets read this;
-#: None: no bound of the app's own, ``TrainConfig`` validation alone)
-TRAIN_LIMITS = {"lam": 1e6, "xi": None, "eps": None, "alpha": None, "steps": 100,
-                "max_rot": 180.0, "max_trans": 14.0, "epochs": 1000, "batch_size": 4096,
-                "lr": 10.0, "weight_decay": 1.0, "seed": 2**31 - 1, "metrics_every": 10_000,
-                "optimizer": None, "reduction": None, "precision": None,
+#: the settings the app may pass, and their largest values (the Train page's widgets read this):
+#: the library's own bound (``config.LIMITS``) where the app has none tighter, a tighter one of
+#: the app's, or None: no number to bound, ``TrainConfig`` validation alone
+TRAIN_LIMITS = {**{k: LIMITS[k] for k in ("lam", "epochs", "batch_size", "lr", "weight_decay",
+                                          "seed", "metrics_every", "grad_clip", "probe_size")},
+                "steps": 100, "max_rot": 180.0, "max_trans": 14.0,
                 "warmup_iters": 1_000_000, "eps_warmup_iters": 1_000_000,
-                "lam_warmup_iters": 1_000_000, "grad_clip": 1e6,
-                "probe_size": 10_000, "probe_every": 1_000_000, "model_options": None,
-                "limit_train": None, "limit_test": None, "name": None, "note": None}
+                "lam_warmup_iters": 1_000_000, "probe_every": 1_000_000,
+                "xi": None, "eps": None, "alpha": None, "optimizer": None, "reduction": None,
+                "precision": None, "model_options": None, "limit_train": None,
+                "limit_test": None, "name": None, "note": None}
 #: settings of the job, not of the run's config: where it runs and on how many GPUs
 JOB_SETTINGS = ("device", "gpus")
 #: the most points one sweep trains
