@@ -117,9 +117,10 @@ for group in "${@:-paper}"; do
       ;;
     spatial-warmup)
       lr=0.005 warm=10000  # the folder name is made from the same two values as the flags
+      tag="lr$lr-lamwarm$((warm / 1000))k"
       for m in proposed_spatial proposed_noise_spatial; do
-        train "mnist-$m-lr$lr-lamwarm$((warm / 1000))k" mnist "$m" --lr "$lr" \
-          --lam-warmup-iters "$warm" --epochs "$EPOCHS" --name "$m-lr$lr-lamwarm$((warm / 1000))k" \
+        train "mnist-$m-$tag" mnist "$m" --lr "$lr" \
+          --lam-warmup-iters "$warm" --epochs "$EPOCHS" --name "$m-$tag" \
           --note "${NOTE:+$NOTE; }lr $lr and lambda warm-up over $warm iterations (lr 0.01 \
 collapsed with and without the warm-up: docs/pilots/proposed_spatial-collapse/, \
 docs/pilots/proposed_spatial-lamwarm10k-collapse/)"
