@@ -52,7 +52,8 @@ def _with_eval(model: nn.Module, fn):
 
 
 def make_pair(x: torch.Tensor, pair: str, cfg, gen: torch.Generator | None) -> torch.Tensor:
-    """The perceptually similar copy of a batch: 'linf', 'l2', 'spatial' or 'linf+spatial'."""
+    """The perceptually similar copy of a batch: 'linf', 'l2', 'spatial' or 'linf+spatial'
+    (half the batch noise, half spatial). Kinds joined by EACH are split by the loss."""
     if pair == "linf":
         return linf_sign_noise(x, cfg.xi, gen)
     if pair == "l2":
@@ -74,16 +75,24 @@ def pair_distance(a: torch.Tensor, b: torch.Tensor, reduction: str = "mean") -> 
     return sq.sum() if reduction == "sum" else sq.mean()
 
 
+#: joins pair kinds of which every clean image gets one copy each ('linf&spatial')
+EACH = "&"
+
+
 def _perceptual(pair: str):
+    kinds = pair.split(EACH)
+
     def loss(model, x, y, cfg, gen) -> StepOutput:
         # Eq. (1): cross-entropy averaged over the clean and the noisy halves of the batch, plus
         # lambda times the squared l2 distance between their logits, summed over the batch or
-        # its mean (cfg.reduction: the equation's two readings).
-        x_pair = make_pair(x, pair, cfg, gen)
-        logits = model(torch.cat([x, x_pair])).float()
-        clean, noisy = logits.chunk(2)
-        ce = F.cross_entropy(logits, torch.cat([y, y]))
-        reg = pair_distance(clean, noisy, cfg.reduction)
+        # its mean (cfg.reduction: the equation's two readings). With k pair kinds joined by
+        # EACH, every clean image has k copies: the cross-entropy runs over all (k+1)m images
+        # and the pairing term is the sum of the k terms, each as in Eq. (1).
+        copies = [make_pair(x, kind, cfg, gen) for kind in kinds]
+        logits = model(torch.cat([x, *copies])).float()
+        clean, *noisy = logits.chunk(1 + len(copies))
+        ce = F.cross_entropy(logits, y.repeat(1 + len(copies)))
+        reg = sum(pair_distance(clean, other, cfg.reduction) for other in noisy)
         return StepOutput(ce + cfg.lam * reg, {"ce": ce.detach(), "reg": reg.detach()},
                           clean.detach())
     return loss
@@ -224,6 +233,13 @@ METHODS: dict[str, Method] = {m.name: m for m in [
            _perceptual("linf+spatial"), ("lam", "xi", "max_rot", "max_trans"),
            {d: dict(lam=_LAM[d], xi=_XI[d], **_SPATIAL) for d in _DATASETS},
            pair="linf+spatial"),
+    Method("proposed_noise_and_spatial",
+           "Proposed, a noise and a spatial copy of every image (Table 5, second reading)",
+           "the proposed loss with two pairs per image, l-inf noise and rotation/translation; "
+           "the two pairing terms add (one forward pass more than the proposed method)",
+           _perceptual("linf" + EACH + "spatial"), ("lam", "xi", "max_rot", "max_trans"),
+           {d: dict(lam=_LAM[d], xi=_XI[d], **_SPATIAL) for d in _DATASETS},
+           pair="linf" + EACH + "spatial"),
     Method("fgsm_at", "FGSM adversarial training (Goodfellow et al. 2015)",
            "0.5 CE(clean) + 0.5 CE(FGSM)", _fgsm_at, ("eps",),
            {d: dict(eps=_ADV[d]["eps"]) for d in _DATASETS}),

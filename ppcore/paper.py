@@ -69,16 +69,24 @@ def table(key: str) -> dict | None:
     return copy.deepcopy(t) if isinstance(t, dict) else None
 
 
+#: Table 5's rows for ppcore's method names where they differ: its "only noisy samples" row is
+#: the proposed method, and its "both" row has two readings (half the pairs of each kind, or
+#: one pair of each kind per image)
+_SPATIAL_ROWS = {"proposed": "proposed_noise",
+                 "proposed_noise_and_spatial": "proposed_noise_spatial"}
+
+
 def row_key(table_key: str, method: str) -> str | None:
     """The row of ``table_key`` for a model trained with ``method`` (ppcore's method names):
-    ``ablation1`` -> ``ablation1_linf_lambda0``; in Table 5 ``proposed`` -> ``proposed_noise``.
+    ``ablation1`` -> ``ablation1_linf_lambda0``; in Table 5 ``proposed`` -> ``proposed_noise``
+    and both readings of its last row -> ``proposed_noise_spatial``.
     None where the paper has no such row."""
     t = _load().get(table_key)
     if not isinstance(t, dict):
         return None
     rows = t.get("rows", {})
-    if table_key in SPATIAL_TABLE.values() and method == "proposed":
-        method = "proposed_noise"
+    if table_key in SPATIAL_TABLE.values():
+        method = _SPATIAL_ROWS.get(method, method)
     if method in rows:
         return method
     if method.startswith("ablation"):

@@ -13,7 +13,10 @@ from .paper import paper_value
 _MIX = ("`proposed_noise_spatial` splits every batch of m clean images in two: the first "
         "⌊m/2⌋ get an l∞ sign-noise copy (ξ), the other ⌈m/2⌉ a random rotation/translation "
         "copy (±30°, ±3 px); each clean image has exactly one pair, the cross-entropy runs over "
-        "all 2m images and the regulariser over all m pairs (ppcore/methods.py, `make_pair`).")
+        "all 2m images and the regulariser over all m pairs (ppcore/methods.py, `make_pair`). "
+        "The other reading of the paper's \"both noisy and transformed samples\", "
+        "`proposed_noise_and_spatial`, gives every clean image one copy of each kind: the "
+        "cross-entropy runs over all 3m images and the two pairing terms add.")
 
 
 def _load(root: Path, name: str) -> dict | None:

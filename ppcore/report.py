@@ -50,7 +50,8 @@ CLAIM_ROWS = (("normal", "mnist-normal"), ("proposed", "mnist-proposed"),
               ("TRADES", "mnist-trades"))
 #: row order of the white-box tables: the paper's, then the methods it lacks
 METHOD_ORDER = ("normal", "fgsm_at", "pgd_at", "alp", "proposed", "ablation1", "ablation2",
-                "ablation3", "trades", "fgsm_rs", "proposed_spatial", "proposed_noise_spatial")
+                "ablation3", "trades", "fgsm_rs", "proposed_spatial", "proposed_noise_spatial",
+                "proposed_noise_and_spatial")
 SWEEP_PREFIX = "sweep-mnist-proposed-lam"
 DATASET_TITLES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
 CIFAR_SCRIPT = "scripts/cifar10_checkpoints.sh"

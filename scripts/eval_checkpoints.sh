@@ -53,8 +53,8 @@ cuts() { local d=$1; shift; (cd "$OUT" 2>/dev/null && for m in "$@"; do
   for r in "$d-$m"-[0-9]*ep "$d-$m"-lr*-lamwarm*; do [[ -d $r ]] && echo -n "${r#"$d-"} "; done
   done; true); }
 PGD_CUTS=$(cuts mnist pgd_at)
-SPATIAL_CUTS=$(cuts mnist proposed_spatial proposed_noise_spatial)
-M_TABLE="normal proposed fgsm_at pgd_at $PGD_CUTS$(cuts mnist alp trades fgsm_rs)alp ablation1 ablation2 ablation3 trades fgsm_rs proposed_spatial proposed_noise_spatial $SPATIAL_CUTS"
+SPATIAL_CUTS=$(cuts mnist proposed_spatial proposed_noise_spatial proposed_noise_and_spatial)
+M_TABLE="normal proposed fgsm_at pgd_at $PGD_CUTS$(cuts mnist alp trades fgsm_rs)alp ablation1 ablation2 ablation3 trades fgsm_rs proposed_spatial proposed_noise_spatial proposed_noise_and_spatial $SPATIAL_CUTS"
 F_TABLE="normal proposed fgsm_at pgd_at alp ablation1 ablation2 ablation3 trades fgsm_rs $(cuts fashion-mnist fgsm_rs)"
 
 # src DATASET: "--source" and the data set's Net-A, where it is trained (else nothing)
@@ -84,7 +84,7 @@ phase() {
       done ;;
     spatial)
       for m in normal fgsm_at pgd_at $PGD_CUTS alp proposed proposed_spatial proposed_noise_spatial \
-               $SPATIAL_CUTS; do
+               proposed_noise_and_spatial $SPATIAL_CUTS; do
         ev "mnist-$m" spatial "${LIMIT_SP:-}"; done ;;
     unbounded)
       local params=()

@@ -21,7 +21,9 @@
 #                 diverged, docs/pilots/sweep-lam50-divergence/), so the folders say "lamwarm10k"
 #   sweep-half    proposed on MNIST with lambda 5: Table 1's lambda 10 when Eq. (1)'s leading
 #                 1/(2m) is read over both terms (cross-entropy mean + lambda/2 x pair mean)
-#   spatial-warmup  proposed_spatial and proposed_noise_spatial with lr 0.005 and lambda rising
+#   spatial-warmup  proposed_spatial, proposed_noise_spatial and proposed_noise_and_spatial
+#                 (Table 5's "both" row read as a noise and a spatial copy of every image) with
+#                 lr 0.005 and lambda rising
 #                 linearly over the first 10 000 iterations: at the recipe's lr 0.01
 #                 proposed_spatial collapsed to a constant output, at once without the warm-up
 #                 and from epoch 14 with it (docs/pilots/proposed_spatial-collapse/,
@@ -118,7 +120,7 @@ for group in "${@:-paper}"; do
     spatial-warmup)
       lr=0.005 warm=10000  # the folder name is made from the same two values as the flags
       tag="lr$lr-lamwarm$((warm / 1000))k"
-      for m in proposed_spatial proposed_noise_spatial; do
+      for m in proposed_spatial proposed_noise_spatial proposed_noise_and_spatial; do
         train "mnist-$m-$tag" mnist "$m" --lr "$lr" \
           --lam-warmup-iters "$warm" --epochs "$EPOCHS" --name "$m-$tag" \
           --note "${NOTE:+$NOTE; }lr $lr and lambda warm-up over $warm iterations (lr 0.01 \

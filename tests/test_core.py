@@ -144,6 +144,45 @@ def test_proposed_loss_equals_a_hand_computation(batch):
     assert float(out.loss) == pytest.approx(ce + 10.0 * reg, rel=1e-4)
 
 
+def test_table5_readings_of_both_pairs_by_hand(batch):
+    """proposed_noise_spatial: one pair per image, half noise, half spatial;
+    proposed_noise_and_spatial: a noise and a spatial copy of every image, two pairing terms."""
+    torch.manual_seed(0)
+    x, y = batch[0][:8], batch[1][:8]
+    model = build_model("mnist-net", dataset_info("mnist"))
+    kw = dict(lam=10.0, xi=0.3, max_rot=30.0, max_trans=3.0)
+
+    def sq(a, b):  # the batch mean of the squared l2 distance of the logits
+        return sum(((a[i] - b[i]) ** 2).sum().item() for i in range(len(a))) / len(a)
+
+    def ce_mean(logits, labels):
+        return sum(-(logits[i, labels[i]] - torch.logsumexp(logits[i], 0)).item()
+                   for i in range(len(labels))) / len(labels)
+
+    gen = torch.Generator().manual_seed(5)
+    noisy = linf_sign_noise(x, 0.3, gen)
+    turned = random_spatial(x, 30.0, 3.0, gen)[0]
+    with torch.no_grad():
+        fc, fn, fs = model(x), model(noisy), model(turned)
+    cfg = make_config("mnist", method="proposed_noise_and_spatial", **kw)
+    out = METHODS["proposed_noise_and_spatial"].loss(model, x, y, cfg,
+                                                     torch.Generator().manual_seed(5))
+    ce = ce_mean(torch.cat([fc, fn, fs]), torch.cat([y, y, y]))  # over all 3m images
+    reg = sq(fc, fn) + sq(fc, fs)
+    assert float(out.terms["ce"]) == pytest.approx(ce, rel=1e-5)
+    assert float(out.terms["reg"]) == pytest.approx(reg, rel=1e-4)
+    assert float(out.loss) == pytest.approx(ce + 10.0 * reg, rel=1e-4)
+
+    gen = torch.Generator().manual_seed(5)
+    mixed = torch.cat([linf_sign_noise(x[:4], 0.3, gen), random_spatial(x[4:], 30.0, 3.0, gen)[0]])
+    with torch.no_grad():
+        fm = model(mixed)
+    cfg = make_config("mnist", method="proposed_noise_spatial", **kw)
+    out = METHODS["proposed_noise_spatial"].loss(model, x, y, cfg, torch.Generator().manual_seed(5))
+    assert float(out.terms["ce"]) == pytest.approx(ce_mean(torch.cat([fc, fm]),
+                                                           torch.cat([y, y])), rel=1e-5)
+    assert float(out.terms["reg"]) == pytest.approx(sq(fc, fm), rel=1e-4)
+
 def test_feature_distances_by_hand():
     clean = torch.tensor([[0.0, 0.0], [3.0, 4.0], [0.0, 1.0]])
     noisy = torch.tensor([[1.0, 0.0], [3.0, 4.0], [0.0, 3.0]])

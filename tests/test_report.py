@@ -459,3 +459,15 @@ def test_the_independent_check_runs_torchattacks_and_the_report_shows_its_verdic
     missing = write_report(root, tmp_path / "r2.md", None, pilots=None,
                            independent=tmp_path / "none.json").read_text()
     assert "Not run yet: `python scripts/independent_check.py`" in missing
+
+
+def test_table5_rows_for_both_readings_and_none_for_other_tables():
+    from ppcore.paper import SPATIAL_TABLE, row_key
+
+    t5 = SPATIAL_TABLE["mnist"]
+    assert row_key(t5, "proposed") == "proposed_noise"
+    assert row_key(t5, "proposed_noise_spatial") == "proposed_noise_spatial"
+    assert row_key(t5, "proposed_noise_and_spatial") == "proposed_noise_spatial"
+    assert row_key(t5, "ablation1") is None
+    assert row_key("table1_mnist_whitebox", "proposed") == "proposed"
+    assert row_key("table1_mnist_whitebox", "proposed_noise_and_spatial") is None
