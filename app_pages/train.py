@@ -286,7 +286,7 @@ tails = st.session_state.setdefault("train_tails", {})
 COLOURS = {"d_per": "#d62728", "d_intra": "#1f77b4", "d_inter": "#9aa5b1", "loss": "#333333",
            "ce": "#1f77b4", "reg": "#d62728", "ce_clean": "#1f77b4", "ce_adv": "#ff7f0e",
            "pair": "#d62728", "kl": "#d62728", "train_acc": "#9aa5b1", "test_acc": "#2ca02c",
-           "robust_acc": "#9467bd"}
+           "robust_acc": "#9467bd", "grad_norm": "#8c564b"}
 
 
 def _lines(rows: list[dict], keys: dict[str, str], title: str, ytitle: str, *,
@@ -434,6 +434,15 @@ def live(path: str, was_active: bool) -> None:
                                           "test_acc": "test (end of epoch)"},
                                "Accuracy", "accuracy", markers=("test_acc",)),
                         config=ui.PLOTLY_CONFIG, key=f"acc-{path}")
+        norms = [r for r in iters if isinstance(r.get("grad_norm"), (int, float))]
+        if norms:  # a run with --grad-clip records each logged step's norm before clipping
+            clip = (start.get("config") or info.config or {}).get("grad_clip")
+            fig = _lines(norms, {"grad_norm": "before clipping"}, "Gradient norm", "l2 norm",
+                         height=240)
+            if isinstance(clip, (int, float)) and clip > 0:
+                fig.add_hline(y=float(clip), line_dash="dash", line_color="#333333",
+                              annotation_text=f"clipped to {float(clip):g}")
+            st.plotly_chart(fig, config=ui.PLOTLY_CONFIG, key=f"gradnorm-{path}")
         st.caption("The paper's finding: with normal training d_per stays above d_intra (a "
                    "barely visible noise moves the logits further than the change from one "
                    "digit to another of its class); the perceptual prior (λ > 0) brings d_per "

@@ -339,6 +339,25 @@ def test_train_page_shows_a_finished_runs_figure_1_beside_its_meter(tiny_runs): 
         shutil.rmtree(bare)
 
 
+def test_train_page_draws_the_gradient_norm_of_a_clipped_run_against_its_clip(tiny_runs):  # noqa: F811
+    from tests.app_fixtures import train_tiny
+
+    run = train_tiny(tiny_runs["runs"] / "clipped", "mnist", "normal", grad_clip=0.5,
+                     metrics_every=5)
+    try:
+        at = open_page("train", query={"run": "clipped"})
+        charts = {c.key.split("-")[0]: c for c in at.get("plotly_chart")}
+        assert list(charts) == ["fig1", "meter", "loss", "acc", "gradnorm"]
+        spec = json.loads(charts["gradnorm"].proto.spec)
+        norms = [json.loads(r)["grad_norm"] for r in (run / "metrics.jsonl").read_text()
+                 .splitlines() if json.loads(r).get("type") == "iter"]
+        assert spec["data"][0]["y"] == pytest.approx(norms) and len(norms) == 5
+        assert spec["layout"]["shapes"][0]["y0"] == 0.5  # the clip, drawn as a line
+        assert "clipped to 0.5" in json.dumps(spec["layout"]["annotations"])
+    finally:
+        shutil.rmtree(run)
+
+
 def ui_literal(text: str) -> str:
     from app_pages.ui import literal
 
