@@ -20,7 +20,8 @@
 #                 10 000 iterations: a stabiliser the paper does not use (plain lambda 50
 #                 diverged, docs/pilots/sweep-lam50-divergence/), so the folders say "lamwarm10k"
 #   sweep-half    proposed on MNIST with lambda 5: Table 1's lambda 10 when Eq. (1)'s leading
-#                 1/(2m) is read over both terms (cross-entropy mean + lambda/2 x pair mean)
+#                 1/(2m) is read over both terms (cross-entropy mean + lambda/2 x pair mean);
+#                 seed 0 as a sweep point, seeds 1 and 2 as mnist-proposed-lam5-seed{1,2}
 #   spatial-warmup  proposed_spatial, proposed_noise_spatial and proposed_noise_and_spatial
 #                 (Table 5's "both" row read as a noise and a spatial copy of every image) with
 #                 lr 0.005 and lambda rising
@@ -132,6 +133,11 @@ docs/pilots/proposed_spatial-lamwarm10k-collapse/)"
       train sweep-mnist-proposed-lam5 mnist proposed --lam 5 --epochs "$EPOCHS" \
         --name proposed-lam5 --note "${NOTE:+$NOTE; }Figure 4 lambda sweep; lambda 5 = lambda 10 \
 under Eq. (1) read with its leading 1/(2m) over both terms"
+      for seed in 1 2; do  # Table 1's three seeds of that reading (seed 0 is the sweep point)
+        train "mnist-proposed-lam5-seed$seed" mnist proposed --lam 5 --seed "$seed" \
+          --epochs "$EPOCHS" --name "proposed-lam5-seed$seed" --note "${NOTE:+$NOTE; }lambda 5 = \
+lambda 10 under Eq. (1) read with its leading 1/(2m) over both terms; seed $seed"
+      done
       ;;
     paper) "$0" core seeds ablations sources sweep ;;
     adversarial)
