@@ -44,6 +44,11 @@ EXPECTED = (
     + ["mnist-pgd_at", "mnist-alp", "mnist-trades", "fashion-mnist-pgd_at"])
 #: Table 1's proposed model over the paper's three seeds
 SEED_RUNS = ("mnist-proposed", "mnist-proposed-seed1", "mnist-proposed-seed2")
+#: the same three seeds of Table 1's λ = 10 read with Eq. (1)'s 1/(2m) over both terms, which
+#: is ppcore's λ = 5 (its own row, beside the paper's λ = 10 figures)
+HALF_SEED_RUNS = ("sweep-mnist-proposed-lam5", "mnist-proposed-lam5-seed1",
+                  "mnist-proposed-lam5-seed2")
+HALF_READING = "λ = 5: Eq. (1)'s 1/(2m) over both terms"
 #: the central claim's models: (label, MNIST folder)
 CLAIM_ROWS = (("normal", "mnist-normal"), ("proposed", "mnist-proposed"),
               ("FGSM-AT", "mnist-fgsm_at"), ("PGD-AT", "mnist-pgd_at"), ("ALP", "mnist-alp"),
@@ -374,6 +379,21 @@ def paper_row(run: Run | None, table_key: str | None) -> str | None:
     return row
 
 
+def half_reading(run: Run) -> bool:
+    """Whether ``run`` is the paper's proposed row with Eq. (1)'s 1/(2m) read over both terms:
+    the preset's settings and length with half its λ under the ``mean`` reduction, no warm-up."""
+    from .config import DEFAULT_MODEL
+    from .methods import preset
+
+    want = preset("proposed", run.dataset)
+    cfg = run.cfg
+    return (run.method == "proposed" and not recipe_gap(run) and not cfg.get("lam_warmup_iters")
+            and cfg.get("model") == DEFAULT_MODEL.get(run.dataset)
+            and cfg.get("reduction", "mean") == "mean" and "lam" in want
+            and _close(cfg.get("lam"), want["lam"] / 2)
+            and all(_close(cfg.get(k), v) for k, v in want.items() if k != "lam"))
+
+
 def _steps_of(column: str) -> int | None:
     m = re.fullmatch(r"(?:pgd|ifgsm)_(\d+)", column)
     return int(m.group(1)) if m else None
@@ -422,30 +442,31 @@ def eval_cell(data: dict | None, key: str, paper: float | None = None, *,
 
 
 def whitebox_cell(run: Run | None, table_key: str, column: str, suite: str = "whitebox",
-                  key: str | None = None) -> Cell | None:
+                  key: str | None = None, as_row: str | None = None) -> Cell | None:
     """A run's cell of ``column`` with the paper's figure only where both the training and the
-    attack settings are the paper row's."""
+    attack settings are the paper row's (``as_row``: the row the caller has matched the
+    training to itself, e.g. another reading of the paper's equation)."""
     if run is None:
         return None
     data = run.evals.get(suite)
     row = R.eval_row(data, key or column)
     if row is None:
         return None
-    prow = paper_row(run, table_key)
+    prow = as_row or paper_row(run, table_key)
     pv = P.paper_value(table_key, prow, column) if (
         prow and attack_matches(row, run.dataset, column)) else None
     return eval_cell(data, key or column, pv)
 
 
 def seed_cell(runs: list[Run], table_key: str, column: str, suite: str = "whitebox",
-              key: str | None = None) -> SeedCell | None:
-    cells = [whitebox_cell(r, table_key, column, suite, key) for r in runs]
+              key: str | None = None, as_row: str | None = None) -> SeedCell | None:
+    cells = [whitebox_cell(r, table_key, column, suite, key, as_row) for r in runs]
     cells = [c for c in cells if c is not None]
     if not cells:
         return None
     papers = {c.paper for c in cells}
     pv = papers.pop() if len(papers) == 1 else None
-    row = paper_row(runs[0], table_key)
+    row = as_row or paper_row(runs[0], table_key)
     return SeedCell(tuple(cells), pv, P.paper_std(table_key, row, column) if pv is not None
                     else None)
 
@@ -584,8 +605,8 @@ class Report:
     def add(self, text: str) -> None:
         self.parts.append(text)
 
-    def seeds(self) -> list[Run]:
-        return [r for r in (self.run(n) for n in SEED_RUNS)
+    def seeds(self, folders: tuple[str, ...] = SEED_RUNS) -> list[Run]:
+        return [r for r in (self.run(n) for n in folders)
                 if r is not None and "whitebox" in r.evals]
 
     def build(self) -> str:
@@ -867,6 +888,14 @@ class Report:
             cells = [seed_cell(seeds, table, c) for c in cols]
             aa = seed_cell(seeds, table, "autoattack", "autoattack")
             rows.append([f"**proposed, mean ± std over {len(seeds)} seeds**"]
+                        + [_text(c) for c in cells] + [_text(aa), verdict(cells)])
+        half = self.seeds(HALF_SEED_RUNS) if ds == "mnist" else []
+        if len(half) > 1 and all(map(half_reading, half)):
+            row = P.row_key(table, "proposed")
+            cells = [seed_cell(half, table, c, as_row=row) for c in cols]
+            aa = seed_cell(half, table, "autoattack", "autoattack", as_row=row)
+            rows.append([f"**proposed, {HALF_READING}, mean ± std over {len(half)} seeds** "
+                         f"({', '.join(f'`{r.name}`' for r in half)})"]
                         + [_text(c) for c in cells] + [_text(aa), verdict(cells)])
         have = {paper_row(r, table) for r in runs}
         for key, vals in (t.get("rows") or {}).items():

@@ -471,3 +471,29 @@ def test_table5_rows_for_both_readings_and_none_for_other_tables():
     assert row_key(t5, "ablation1") is None
     assert row_key("table1_mnist_whitebox", "proposed") == "proposed"
     assert row_key("table1_mnist_whitebox", "proposed_noise_and_spatial") is None
+
+
+def test_lambda_5_seeds_get_their_own_row_beside_the_papers_lambda_10(ckpt_root, tmp_path):
+    """Eq. (1)'s 1/(2m) read over both terms makes Table 1's λ = 10 ppcore's λ = 5: its three
+    seeds get a mean ± std row compared with the paper's proposed row; a λ = 5 run with a
+    warm-up is not that reading and leaves the row out."""
+    root = tmp_path / "ck"
+    shutil.copytree(ckpt_root, root)
+    for seed, folder, pgd in ((0, "sweep-mnist-proposed-lam5", 80.0),
+                              (1, "mnist-proposed-lam5-seed1", 85.0),
+                              (2, "mnist-proposed-lam5-seed2", 90.0)):
+        _copy_run(root, "mnist-normal", folder, method="proposed", seed=seed, lam=5.0,
+                  accs={"clean": 100.0, "pgd_100": pgd})
+    text = write_report(root, tmp_path / "r.md", None, pilots=None).read_text()
+    row = _row(_section(text, "## Table 1"), "| **proposed, λ = 5: Eq. (1)'s 1/(2m) over both")
+    assert "mean ± std over 3 seeds" in row and "`mnist-proposed-lam5-seed2`" in row
+    assert "85.00 ± 5.00" in row and "(83.48 ± 0.34)" in row
+    assert "100.00 ± 0.00" in row and "(99.1 ± 0.03)" in row
+    # the λ = 10 seeds' row is unchanged beside it
+    assert "60.00 ± 10.00" in _row(_section(text, "## Table 1"),
+                                    "| **proposed, mean ± std over 3 seeds**")
+
+    _edit_json(root / "mnist-proposed-lam5-seed1" / "model.json",
+               lambda d: d["config"].update(lam_warmup_iters=1000))
+    text = write_report(root, tmp_path / "r2.md", None, pilots=None).read_text()
+    assert "λ = 5: Eq. (1)'s 1/(2m)" not in _section(text, "## Table 1")
