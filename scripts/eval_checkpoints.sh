@@ -55,6 +55,9 @@ cuts() { local d=$1; shift; (cd "$OUT" 2>/dev/null && for m in "$@"; do
 PGD_CUTS=$(cuts mnist pgd_at)
 SPATIAL_CUTS=$(cuts mnist proposed_spatial proposed_noise_spatial proposed_noise_and_spatial)
 M_TABLE="normal proposed fgsm_at pgd_at $PGD_CUTS$(cuts mnist alp trades fgsm_rs)alp ablation1 ablation2 ablation3 trades fgsm_rs proposed_spatial proposed_noise_spatial proposed_noise_and_spatial $SPATIAL_CUTS"
+# Table 1's other seeds of the proposed method: λ = 10, and λ = 5 (Eq. (1)'s 1/(2m) read over
+# both terms; its seed 0 is the sweep point sweep-mnist-proposed-lam5)
+SEEDS="proposed-seed1 proposed-seed2 proposed-lam5-seed1 proposed-lam5-seed2"
 F_TABLE="normal proposed fgsm_at pgd_at alp ablation1 ablation2 ablation3 trades fgsm_rs $(cuts fashion-mnist fgsm_rs)"
 
 # src DATASET: "--source" and the data set's Net-A, where it is trained (else nothing)
@@ -63,10 +66,10 @@ src() { [[ -f "$OUT/$1-net_a/model.json" ]] && echo "--source $OUT/$1-net_a" || 
 phase() {
   case $1 in
     whitebox)
-      for m in $M_TABLE proposed-seed1 proposed-seed2; do ev "mnist-$m" whitebox "${LIMIT_WB:-}"; done
+      for m in $M_TABLE $SEEDS; do ev "mnist-$m" whitebox "${LIMIT_WB:-}"; done
       for m in $F_TABLE; do ev "fashion-mnist-$m" whitebox "${LIMIT_WB:-}"; done ;;
     autoattack)
-      for m in $M_TABLE; do ev "mnist-$m" autoattack "${LIMIT_AA:-}"; done
+      for m in $M_TABLE $SEEDS; do ev "mnist-$m" autoattack "${LIMIT_AA:-}"; done
       for m in $F_TABLE; do ev "fashion-mnist-$m" autoattack "${LIMIT_AA:-}"; done ;;
     sanity)  # with the data set's Net-A as the black-box source of its transfer check
       for m in normal proposed $PGD_CUTS pgd_at fgsm_at; do
