@@ -148,7 +148,10 @@ class SeedCell:
     def text(self) -> str:
         lo, hi = self.pooled.interval
         sd = f" ± {self.std:.2f}" if self.std is not None else ""
-        out = f"{self.mean:.2f}{sd} [{lo:.1f}, {hi:.1f}]"
+        # seeds measured on different n: the pooled images' rate, which the interval is about
+        pool = (f"; pooled {self.pooled.value:.2f} on n = {self.pooled.n}"
+                if len({c.n for c in self.cells}) > 1 else "")
+        out = f"{self.mean:.2f}{sd} [{lo:.1f}, {hi:.1f}{pool}]"
         if self.paper is not None:
             psd = f" ± {self.paper_std:g}" if self.paper_std is not None else ""
             out += f" ({self.paper:g}{psd})"
