@@ -361,11 +361,12 @@ def recipe_gap(run: Run) -> str | None:
     return "; ".join(gaps) or None
 
 
-def paper_row(run: Run | None, table_key: str | None) -> str | None:
+def paper_row(run: Run | None, table_key: str | None, lam_scale: float = 1.0) -> str | None:
     """The row of ``table_key`` that ``run`` was trained as: the paper's method on the data
     set's own network, with the hyper-parameters of the paper's row (the method's preset) and,
     for a method with its own recipe, that recipe's optimiser, batch and full length. None
-    otherwise, e.g. a λ-sweep point or a shortened PGD-AT (``recipe_gap``)."""
+    otherwise, e.g. a λ-sweep point or a shortened PGD-AT (``recipe_gap``). ``lam_scale``: the
+    preset's λ times this is the row's (another reading of the paper's equation)."""
     from .config import DEFAULT_MODEL
     from .methods import METHOD_PARAMS, METHODS, preset
 
@@ -377,24 +378,20 @@ def paper_row(run: Run | None, table_key: str | None) -> str | None:
     if row is None:
         return None
     for k, v in preset(run.method, run.dataset).items():
+        if k == "lam" and v is not None:
+            v *= lam_scale
         if k in METHOD_PARAMS and v is not None and not _close(run.cfg.get(k), v):
             return None
     return row
 
 
-def half_reading(run: Run) -> bool:
-    """Whether ``run`` is the paper's proposed row with Eq. (1)'s 1/(2m) read over both terms:
-    the preset's settings and length with half its λ under the ``mean`` reduction, no warm-up."""
-    from .config import DEFAULT_MODEL
-    from .methods import preset
-
-    want = preset("proposed", run.dataset)
-    cfg = run.cfg
-    return (run.method == "proposed" and not recipe_gap(run) and not cfg.get("lam_warmup_iters")
-            and cfg.get("model") == DEFAULT_MODEL.get(run.dataset)
-            and cfg.get("reduction", "mean") == "mean" and "lam" in want
-            and _close(cfg.get("lam"), want["lam"] / 2)
-            and all(_close(cfg.get(k), v) for k, v in want.items() if k != "lam"))
+def half_reading(run: Run, table_key: str) -> bool:
+    """Whether ``run`` is the paper's proposed row of ``table_key`` with Eq. (1)'s 1/(2m) read
+    over both terms: the row's settings and length with half its λ under the ``mean``
+    reduction, no warm-up."""
+    return (run.method == "proposed" and not run.cfg.get("lam_warmup_iters")
+            and run.cfg.get("reduction", "mean") == "mean"
+            and paper_row(run, table_key, lam_scale=0.5) is not None)
 
 
 def _steps_of(column: str) -> int | None:
@@ -893,7 +890,7 @@ class Report:
             rows.append([f"**proposed, mean ± std over {len(seeds)} seeds**"]
                         + [_text(c) for c in cells] + [_text(aa), verdict(cells)])
         half = self.seeds(HALF_SEED_RUNS) if ds == "mnist" else []
-        if len(half) > 1 and all(map(half_reading, half)):
+        if len(half) > 1 and all(half_reading(r, table) for r in half):
             row = P.row_key(table, "proposed")
             cells = [seed_cell(half, table, c, as_row=row) for c in cols]
             aa = seed_cell(half, table, "autoattack", "autoattack", as_row=row)
