@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 
 import datetime as _dt
+import gc
 import logging
 import os
 from dataclasses import dataclass
@@ -188,8 +189,13 @@ def teardown(ok: bool = False) -> None:
     """Leave the process group (every rank, at the end of a command). ``ok``: the command ended
     normally on every rank, so the ranks first meet at a barrier; without it one rank can tear
     gloo down while another still talks to it, and that rank aborts at exit. After an error no
-    barrier is held (the other ranks may never come to it)."""
+    barrier is held (the other ranks may never come to it). Before leaving, a garbage
+    collection frees what the command left in reference cycles (a trainer and its DDP
+    wrapper, whose reducer holds the process group): otherwise the interpreter frees them at
+    exit, after the group was destroyed, and gloo's threads abort the process there (about one
+    run in fifteen of tests/_ddp_step_worker.py)."""
     if tdist.is_available() and tdist.is_initialized():
+        gc.collect()
         if ok and tdist.get_world_size() > 1:
             tdist.barrier()
         tdist.destroy_process_group()
