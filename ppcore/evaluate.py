@@ -62,7 +62,7 @@ from .attacks import ATTACKS, Attack, make_attack
 from .attacks.functional import input_grad
 from .attacks.transfer import check_same_dataset
 from .data import TensorData, dataset_info
-from .device import pick_device
+from .device import machine_name, pick_device
 from .distributed import current as current_dist
 from .errors import PPCoreError
 from .modes import eval_mode, full_fp32
@@ -645,7 +645,8 @@ def evaluate(model_or_checkpoint, suite: str, *, limit: int | None = None,
                     "method": (src_config or {}).get("method"),
                     "dataset": (src_config or {}).get("dataset")}
                    if src_model is not None else None),
-        "n_images": n, "images": n, "device": str(dev), "tf32": False, "rows": rows,
+        "n_images": n, "images": n, "device": str(dev), "machine": machine_name(dev),
+        "tf32": False, "rows": rows,
         "results": _flat_results(rows), "worst_case": worst,
         "checks": [], "curves": {}, "notes": _notes(settings, stages, n),
         "ppcore_version": __version__, "torch_version": torch.__version__,

@@ -21,6 +21,7 @@ import logging
 import math
 import re
 import statistics
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -515,6 +516,11 @@ class _SweepPoint:
     kind: str
 
 
+def _distinct(items: Iterable[str]) -> list[str]:
+    """``items`` without repeats, in the order first seen."""
+    return list(dict.fromkeys(items))
+
+
 def _median(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
@@ -595,8 +601,23 @@ class Report:
         return (f"machine: {m.get('nproc', '?')} CPU cores ({m.get('cpu_model', '?')}), {gpu}, "
                 f"{threads}")
 
-    def caption(self, what: str) -> str:
-        return f"*{what} — made by `{self.command}`; {self.machine_text()}.*"
+    def caption(self, what: str, trained: Iterable[Run] = (),
+                evaluated: Iterable[dict] = ()) -> str:
+        """A figure's caption: the command that drew it, the machines that trained the runs it
+        plots (their records' ``epoch_machines``) and those that ran the evaluations it plots
+        (an evaluation JSON's ``machine``; older ones name only the device). Every session's
+        machine is stated once, at the top of the page."""
+        parts = [f"made by `{self.command}`"]
+        trained_on = _distinct(m for r in trained for m in r.epoch_machines if m)
+        if trained_on:
+            parts.append("trained on " + "; ".join(trained_on))
+        evaluated_on = _distinct(
+            e.get("machine") if isinstance(e.get("machine"), str)
+            else f"{e.get('device', '?')} (machine not recorded by this older evaluation)"
+            for e in evaluated if isinstance(e, dict))
+        if evaluated_on:
+            parts.append("evaluated on " + "; ".join(evaluated_on))
+        return f"*{what} — " + "; ".join(parts) + " (the sessions: **Machines** at the top).*"
 
     def note(self, key: str) -> None:
         if key in self.notes:
@@ -626,7 +647,7 @@ class Report:
             "shorter PGD-AT, uncompared). ⚠ marks a cell whose interval does not contain the "
             "paper's figure; nothing is called reproduced unless all its cells agree within their intervals. A "
             "model trained for fewer iterations than the paper's is a different model: its "
-            f"numbers are not bounds on the paper's.\n\n{self.machine_text()}.")
+            f"numbers are not bounds on the paper's.\n\n**Machines.** {self.machine_text()}.")
         self.note("intro")
         self.headline()
         self.central_claim()
@@ -1068,7 +1089,8 @@ class Report:
         self.add(text + "\n\nMeasured on the training mini-batch every `metrics_every` "
                  "iterations over the whole run; d_per uses l-inf sign noise of size "
                  "`metric_xi` for every method.\n\n"
-                 f"![Figure 1]({path.as_posix()})\n\n" + self.caption("Figure 1") + "\n\n"
+                 f"![Figure 1]({path.as_posix()})\n\n"
+                 + self.caption("Figure 1", [self.run(n) for n in series]) + "\n\n"
                  + _table(["run", "noise xi", "records", "last iter",
                            "records with d_per > d_intra",
                            "mean over 2nd half d_per / d_intra / d_inter"], rows))
@@ -1113,7 +1135,7 @@ class Report:
         fig.tight_layout()
         path = self._savefig(fig, "robustness_meter.png")
         self.add(text + f"\n\n![Robustness meter]({path.as_posix()})\n\n"
-                 + self.caption("Robustness meter") + "\n\n"
+                 + self.caption("Robustness meter", [self.run(n) for n in series]) + "\n\n"
                  + _table(["run", "probe", "readings", "last %", "at iteration"], rows))
         self.note("meter")
 
@@ -1164,7 +1186,10 @@ class Report:
             fig.tight_layout()
             path = self._savefig(fig, f"figure2_3_{ds}.png")
             parts.append(f"### {DATASET_TITLES.get(ds, ds)}\n\n![Figures 2 and 3, {ds}]"
-                         f"({path.as_posix()})\n\n" + self.caption(f"Figures 2/3, {ds}") + "\n\n"
+                         f"({path.as_posix()})\n\n"
+                         + self.caption(f"Figures 2/3, {ds}",
+                                        evaluated=[self.runs[n].evals["sanity"] for n in names])
+                         + "\n\n"
                          + _table(["run", "test images", "attack", "PGD eps", "PGD accuracy %",
                                    "FGSM eps", "mean FGSM loss", "checks"], rows))
         self.add("\n\n".join(parts))
@@ -1254,7 +1279,9 @@ class Report:
             a1.legend(fontsize=8)
             fig.tight_layout()
             path = self._savefig(fig, "figure4_lambda_sweep.png")
-            text += (f"\n\n![Figure 4]({path.as_posix()})\n\n" + self.caption("Figure 4")
+            text += (f"\n\n![Figure 4]({path.as_posix()})\n\n" + self.caption(
+                "Figure 4", evaluated=[r.evals[k] for r in points
+                                       for k in ("whitebox", "autoattack") if k in r.evals])
                      + " Error bars: 95% Wilson intervals; λ = 0 (no regulariser) is drawn apart "
                      "from the log axis" + (
                          "; triangles are AutoAttack, on the test images its column gives (n)"

@@ -296,6 +296,27 @@ def test_figures_pilots_and_byte_identical_rerun(report, ckpt_root):
     assert {n: (figs / n).read_bytes() for n in names} == before
 
 
+def test_a_figure_caption_names_the_machines_of_what_it_plots(report, ckpt_root):
+    """A reader sees beside each figure where its runs were trained and its evaluations run;
+    MACHINE.json's account of every session appears once, at the top, not under each figure."""
+    import torch
+
+    from ppcore.device import machine_name
+
+    text = report.read_text()
+    trained = json.loads((ckpt_root / "mnist-normal" / "model.json").read_text())["machine"]
+    evaluated = json.loads(
+        (ckpt_root / "mnist-normal" / "eval" / "whitebox.json").read_text())["machine"]
+    assert evaluated == machine_name(torch.device("cpu"))
+    meter = _section(text, "## The robustness meter")
+    caption = next(line for line in meter.splitlines() if line.startswith("*Robustness meter"))
+    assert f"trained on {trained} (" in caption and "evaluated on" not in caption
+    fig4 = _section(text, "## Figure 4")
+    caption = next(line for line in fig4.splitlines() if line.startswith("*Figure 4 —"))
+    assert f"evaluated on {evaluated} (" in caption
+    assert text.count("test CPU") == 1 and "**Machines.** machine: 2 CPU cores (test CPU)" in text
+
+
 def test_notes_and_command(ckpt_root, tmp_path):
     p = tmp_path / "n.md"
     p.write_text("a\n<!-- table1 -->\nWhy table 1 differs.\n")
