@@ -149,8 +149,14 @@ def test_a_sweep_trains_then_evaluates_each_lambda(roots):
 
 def _sleeper() -> subprocess.Popen:
     """An unrelated process whose command line says "ppcore" (as one started from a folder of
-    that name would)."""
-    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "ppcore"])
+    that name would). Popen returns once the child's exec has closed its file descriptors,
+    which on Linux is before the kernel fills in /proc/<pid>/cmdline: wait for that, or the
+    process briefly reads as one with no command line (so, not ppcore's)."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "ppcore"])
+    cmdline = Path(f"/proc/{proc.pid}/cmdline")
+    if cmdline.parent.is_dir():
+        wait_for(lambda: b"ppcore" in cmdline.read_bytes(), timeout=10)
+    return proc
 
 
 def test_a_planted_job_command_is_never_executed(roots, tmp_path):
