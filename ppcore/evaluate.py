@@ -152,6 +152,16 @@ class Context:
     method: str | None
     source: nn.Module | None
     source_config: dict | None
+    #: the evaluated checkpoint's record (its config, epochs and iterations), if any
+    record: dict | None = None
+
+    def row(self, table: str | None) -> str | None:
+        """The paper's row of ``table`` for the model under test, only where it was trained as
+        the paper's model of its method (``paper.trained_row``): a λ-sweep point, a shortened
+        recipe or a demo run gets no paper figure."""
+        rec = self.record or {}
+        return _paper.trained_row(table, rec.get("config"), rec.get("epochs_done"),
+                                  rec.get("iterations"))
 
 
 @dataclass(frozen=True)
@@ -189,7 +199,7 @@ def _pv(table: str | None, row: str | None, column: str, ok: bool = True,
 def _build_whitebox(ctx: Context) -> list[Stage]:
     s = ctx.settings
     table = _paper.WHITEBOX_TABLE[s.dataset]
-    row = _paper.row_key(table, ctx.method) if ctx.method else None
+    row = ctx.row(table)
     same = s.paper_eps
     stages = [_clean(_pv(table, row, "clean")),
               Stage("fgsm", "FGSM", _attack(ctx, "fgsm", "fgsm", eps=s.eps),
@@ -215,7 +225,7 @@ def _pgd_stage(ctx: Context, k: int, table: str | None, row: str | None) -> Stag
 def _build_spatial(ctx: Context) -> list[Stage]:
     s = ctx.settings
     table = _paper.SPATIAL_TABLE.get(s.dataset)
-    row = _paper.row_key(table, ctx.method) if (table and ctx.method) else None
+    row = ctx.row(table)
     grid = _attack(ctx, "spatial_grid", "spatial_grid")
     paper_grid = grid.max_rot == 30 and grid.max_trans == 3
     k = s.steps[-1]
@@ -231,7 +241,7 @@ def _build_spatial(ctx: Context) -> list[Stage]:
 def _build_unbounded(ctx: Context) -> list[Stage]:
     s = ctx.settings
     table = _paper.UNBOUNDED_TABLE.get(s.dataset)
-    row = _paper.row_key(table, ctx.method) if (table and ctx.method) else None
+    row = ctx.row(table)
     df = _attack(ctx, "deepfool", "deepfool")
     cw = _attack(ctx, "cw_l2", "cw_l2")
     df_ok = df.steps == 100
@@ -277,7 +287,8 @@ def _build_blackbox(ctx: Context) -> list[Stage]:
     table = _paper.BLACKBOX_TABLE.get(s.dataset)
     # the transfer row's key is the paper's column ("fgsm": Tables 3 / 4 / 10 are FGSM transfer)
     return [_clean(),
-            _transfer_stage(ctx, table, ctx.method, key_prefix=""),
+            _transfer_stage(ctx, table, ctx.row(_paper.WHITEBOX_TABLE.get(s.dataset)),
+                            key_prefix=""),
             Stage("whitebox_fgsm", "White-box FGSM (target)",
                   _attack(ctx, "whitebox_fgsm", "fgsm", eps=s.eps), paper={"accuracy": None},
                   eps=s.eps),
@@ -563,7 +574,9 @@ def evaluate(model_or_checkpoint, suite: str, *, limit: int | None = None,
         raise PPCoreError("the sanity suite needs eps > 0 (its curves grow eps up from 0)")
     settings = EvalSettings(ds, eps, paper["pgd_step"], steps_t, restarts, bs, seed,
                             {k: dict(v) for k, v in ap.items()})
-    ctx = Context(settings, method, src_model, src_config)
+    record = getattr(model, "ppcore_record", None)
+    ctx = Context(settings, method, src_model, src_config,
+                  record if isinstance(record, dict) else None)
     stages = spec.build(ctx)
 
     if data is not None:
@@ -631,7 +644,8 @@ def evaluate(model_or_checkpoint, suite: str, *, limit: int | None = None,
         paper_row = (_paper.source_row(src_config.get("model", ""))
                      if src_config else None)
     else:
-        paper_row = _paper.row_key(table_key, method) if (table_key and method) else None
+        paper_row = ctx.row(table_key)
+    gap = _training_gap(ctx, table_key)
     result = {
         "format": FORMAT, "format_version": FORMAT_VERSION,
         "suite": suite, "suite_title": spec.title, "suite_description": spec.description,
@@ -641,6 +655,8 @@ def evaluate(model_or_checkpoint, suite: str, *, limit: int | None = None,
         "paper_table": table_key,
         "paper_table_title": _paper.TABLE_TITLES.get(table_key) if table_key else None,
         "paper_row": paper_row,
+        #: why the model under test gets none of its method's paper figures (None: it does)
+        "paper_gap": gap,
         "source": ({"checkpoint": src_path, "model": (src_config or {}).get("model"),
                     "method": (src_config or {}).get("method"),
                     "dataset": (src_config or {}).get("dataset")}
@@ -648,7 +664,7 @@ def evaluate(model_or_checkpoint, suite: str, *, limit: int | None = None,
         "n_images": n, "images": n, "device": str(dev), "machine": machine_name(dev),
         "tf32": False, "rows": rows,
         "results": _flat_results(rows), "worst_case": worst,
-        "checks": [], "curves": {}, "notes": _notes(settings, stages, n),
+        "checks": [], "curves": {}, "notes": _notes(settings, stages, n, gap),
         "ppcore_version": __version__, "torch_version": torch.__version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
@@ -679,8 +695,25 @@ def _flat_results(rows: list[dict]) -> dict[str, float | None]:
     return out
 
 
-def _notes(s: EvalSettings, stages: list[Stage], n: int) -> list[str]:
+def _training_gap(ctx: Context, table_key: str | None) -> str | None:
+    """Why the model under test is not the paper's model of its method, where the paper has a
+    row for that method in the suite's table (or, black-box, as a target in Table 1's)."""
+    config = (ctx.record or {}).get("config")
+    if not isinstance(config, dict) or not ctx.method or not table_key:
+        return None  # e.g. AutoAttack: the paper has no figure to withhold
+    table = _paper.WHITEBOX_TABLE.get(ctx.settings.dataset) \
+        if table_key in _paper.BLACKBOX_TABLE.values() else table_key
+    if not table or _paper.row_key(table, ctx.method) is None:
+        return None
+    rec = ctx.record or {}
+    return _paper.training_gap(config, rec.get("epochs_done"), rec.get("iterations"))
+
+
+def _notes(s: EvalSettings, stages: list[Stage], n: int, gap: str | None = None) -> list[str]:
     notes = []
+    if gap:
+        notes.append(f"not trained as the paper's model of its method ({gap}): no paper "
+                     f"figures beside it")
     if not s.paper_eps:
         paper_eps = _paper.attack_settings(s.dataset)["eps"]
         notes.append(f"eps {s.eps:.4g} is not the paper's ({paper_eps:.4g}): "
@@ -863,7 +896,8 @@ def render_markdown(result: dict) -> str:
                      f"method {src['method']}).")
     if result["paper_table"]:
         row = f"row `{result['paper_row']}`" if result["paper_row"] else \
-            "no row for this method"
+            (f"no figures for this model ({result['paper_gap']})" if result.get("paper_gap")
+             else "no row for this method")
         lines.append(f"Paper: {result['paper_table_title']}, {row}.")
     lines += ["", "| attack | metric | measured | paper | measured − paper | time (s) |",
               "|---|---|---:|---:|---:|---:|"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import math
 from importlib import resources
 
 #: the white-box table of each data set (Tables 1, 9, 2)
@@ -108,6 +109,86 @@ def paper_value(table_key: str | None, row: str | None, column: str) -> float | 
         return None
     v = values[t["columns"].index(column)]
     return float(v) if v is not None else None
+
+
+#: the training settings a method's own recipe fixes, where its preset names them (PGD-AT, ALP
+#: and TRADES); the paper gives none of them for its own method and the other baselines
+RECIPE_KEYS = ("optimizer", "lr", "batch_size", "epochs")
+
+
+def same_number(a, b) -> bool:
+    """Whether ``a`` and ``b`` are finite numbers equal up to rounding (settings read back from
+    JSON)."""
+    ok = all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+             for v in (a, b))
+    return ok and math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9)
+
+
+def _count(v) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
+def recipe_gap(config: dict, epochs_done=None, iterations=None) -> str | None:
+    """How a model trained with ``config`` (``epochs_done`` epochs, ``iterations`` steps)
+    departs from its method's prescribed training recipe, in words ("30 of the recipe's 84
+    epochs"), or None where it follows it. A model trained for fewer epochs than its recipe, or,
+    for a method whose own paper fixes no length, for fewer iterations than the paper's runs
+    (``TRAIN_ITERATIONS``), is another model: the paper's figure is not its to match."""
+    from .methods import METHODS, preset
+
+    method, dataset = config.get("method"), config.get("dataset")
+    if method not in METHODS or not isinstance(dataset, str):
+        return None
+    want = preset(method, dataset)
+    gaps = []
+    floor, done = TRAIN_ITERATIONS.get(dataset), _count(iterations)
+    if "epochs" not in want and floor and done is not None and done < floor:
+        gaps.append(f"{done} of the paper's ~{floor} iterations")
+    for key in (k for k in RECIPE_KEYS if k in want):
+        if key == "epochs":
+            if (e := _count(epochs_done)) is not None and e < want[key]:
+                gaps.append(f"{e} of the recipe's {want[key]} epochs")
+        elif (got := config.get(key)) != want[key] and not same_number(got, want[key]):
+            gaps.append(f"{key} {str(got)[:20]} (recipe: {want[key]})")
+    return "; ".join(gaps) or None
+
+
+def training_gap(config: dict, epochs_done=None, iterations=None,
+                 lam_scale: float = 1.0) -> str | None:
+    """Why a model trained with ``config`` is not the paper's model of its method, in words
+    ("lam 0.1 (paper: 10)", "1200 of the paper's ~40000 iterations"), or None where it is:
+    the data set's own network, the method's hyper-parameters as the paper sets them (its
+    preset; ``lam_scale`` times its λ for another reading of Eq. (1)) and its recipe's full
+    length (``recipe_gap``)."""
+    from .config import DEFAULT_MODEL
+    from .methods import METHOD_PARAMS, METHODS, preset
+
+    method, dataset = config.get("method"), config.get("dataset")
+    if method not in METHODS or dataset not in DEFAULT_MODEL:
+        return f"method {str(method)[:30]!r} is not one of the paper's"
+    gaps = []
+    if (model := config.get("model")) != DEFAULT_MODEL[dataset]:
+        gaps.append(f"network {str(model)[:30]} (paper: {DEFAULT_MODEL[dataset]})")
+    for k, v in preset(method, dataset).items():
+        if k == "lam" and v is not None:
+            v *= lam_scale
+        if k in METHOD_PARAMS and v is not None and not same_number(config.get(k), v):
+            gaps.append(f"{k} {str(config.get(k))[:20]} (paper: {v:g})")
+    if gap := recipe_gap(config, epochs_done, iterations):
+        gaps.append(gap)
+    return "; ".join(gaps) or None
+
+
+def trained_row(table_key: str | None, config: dict | None, epochs_done=None,
+                iterations=None, lam_scale: float = 1.0) -> str | None:
+    """The row of ``table_key`` that a model trained with ``config`` stands for: its method's
+    row where ``training_gap`` finds nothing, else None (a λ-sweep point, a shortened PGD-AT, a
+    2-epoch demo run: the paper's figure is not theirs to match)."""
+    if not table_key or not isinstance(config, dict) or not isinstance(config.get("method"), str):
+        return None
+    if training_gap(config, epochs_done, iterations, lam_scale):
+        return None
+    return row_key(table_key, config["method"])
 
 
 def source_row(model_name: str) -> str:

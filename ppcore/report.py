@@ -328,62 +328,22 @@ def load_notes(path: Path | None) -> dict[str, str]:
 
 # -- matching settings with the paper's -------------------------------------------------------
 
-def _close(a, b) -> bool:
-    return R._finite(a) and R._finite(b) and math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9)
-
-
-#: the training settings a method's own recipe fixes, where its preset names them (PGD-AT, ALP
-#: and TRADES); the paper gives none of them for its own method and the other baselines
-RECIPE_KEYS = ("optimizer", "lr", "batch_size", "epochs")
+_close = P.same_number
 
 
 def recipe_gap(run: Run) -> str | None:
-    """How the model saved in ``run`` departs from its method's prescribed training recipe, in
-    words ("30 of the recipe's 84 epochs"), or None where it follows it. A model trained for
-    fewer epochs than its recipe, or, for a method whose own paper fixes no length, for fewer
-    iterations than the paper's runs (``paper.TRAIN_ITERATIONS``), is another model: the
-    paper's figure is not its to match."""
-    from .methods import METHODS, preset
-
-    if run.method not in METHODS:
-        return None
-    want = preset(run.method, run.dataset)
-    gaps = []
-    floor = P.TRAIN_ITERATIONS.get(run.dataset)
-    done = run.record.get("iterations")
-    if "epochs" not in want and floor and isinstance(done, int) and done < floor:
-        gaps.append(f"{done} of the paper's ~{floor} iterations")
-    for key in (k for k in RECIPE_KEYS if k in want):
-        if key == "epochs":
-            if isinstance(run.epochs_done, int) and run.epochs_done < want[key]:
-                gaps.append(f"{run.epochs_done} of the recipe's {want[key]} epochs")
-        elif (got := run.cfg.get(key)) != want[key] and not _close(got, want[key]):
-            gaps.append(f"{key} {str(got)[:20]} (recipe: {want[key]})")
-    return "; ".join(gaps) or None
+    """How the model saved in ``run`` departs from its method's prescribed training recipe
+    (``paper.recipe_gap``), or None where it follows it."""
+    return P.recipe_gap(run.cfg, run.epochs_done, run.record.get("iterations"))
 
 
 def paper_row(run: Run | None, table_key: str | None, lam_scale: float = 1.0) -> str | None:
-    """The row of ``table_key`` that ``run`` was trained as: the paper's method on the data
-    set's own network, with the hyper-parameters of the paper's row (the method's preset) and,
-    for a method with its own recipe, that recipe's optimiser, batch and full length. None
-    otherwise, e.g. a λ-sweep point or a shortened PGD-AT (``recipe_gap``). ``lam_scale``: the
-    preset's λ times this is the row's (another reading of the paper's equation)."""
-    from .config import DEFAULT_MODEL
-    from .methods import METHOD_PARAMS, METHODS, preset
-
-    if run is None or not table_key or run.method not in METHODS or recipe_gap(run):
+    """The row of ``table_key`` that ``run`` was trained as (``paper.trained_row``): None for a
+    λ-sweep point, a shortened PGD-AT and any run whose settings are not the paper's row's."""
+    if run is None:
         return None
-    if run.cfg.get("model") != DEFAULT_MODEL.get(run.dataset):
-        return None
-    row = P.row_key(table_key, run.method)
-    if row is None:
-        return None
-    for k, v in preset(run.method, run.dataset).items():
-        if k == "lam" and v is not None:
-            v *= lam_scale
-        if k in METHOD_PARAMS and v is not None and not _close(run.cfg.get(k), v):
-            return None
-    return row
+    return P.trained_row(table_key, run.cfg, run.epochs_done, run.record.get("iterations"),
+                         lam_scale)
 
 
 def half_reading(run: Run, table_key: str) -> bool:

@@ -441,17 +441,44 @@ def test_train_deletes_an_old_run_after_asking(tiny_runs):  # noqa: F811
 
 # -- evaluate and sweep --------------------------------------------------------------------
 
-def test_evaluate_shows_a_saved_result_beside_the_paper(tiny_runs, evaluated):  # noqa: F811
+def test_evaluate_shows_a_saved_result_and_why_the_paper_is_not_beside_it(
+        tiny_runs, evaluated):  # noqa: F811
     at = open_page("evaluate", query={"ckpts": "mnist-normal", "suite": "whitebox",
                                       "limit": "100"})
     assert not at.error
     assert len(at.dataframe) == 1
     df = at.dataframe[0].value
-    assert "mnist-normal · paper" in df.columns
-    assert df.loc["PGD-40 (accuracy %)", "mnist-normal · paper"] == pytest.approx(0.03)
     assert df.loc["Clean (accuracy %)", "mnist-normal"] == pytest.approx(
         evaluated["results"]["clean"])
+    # a tiny demo run is not the paper's normal model: no paper column, and the page says why
+    assert "mnist-normal · paper" not in df.columns
+    assert "not trained as the paper's model of its method" in markdown(at)
     assert "Sanity checks" in markdown(at)
+
+
+SHIPPED = Path(APP).parent / "checkpoints"
+
+
+@pytest.mark.skipif(not (SHIPPED / "mnist-normal" / "model.pt").is_file(),
+                    reason="needs the shipped checkpoints")
+def test_evaluate_puts_the_paper_beside_a_shipped_full_length_model_only(
+        tmp_path, monkeypatch):
+    """The shipped results on all 10 000 test images: the paper's Table 1 beside the normal
+    model trained to the paper's length, none beside the λ = 0.1 sweep point."""
+    for name in ("mnist-normal", "sweep-mnist-proposed-lam0.1"):
+        (tmp_path / name / "eval").mkdir(parents=True)
+        for f in ("model.pt", "model.json", "eval/whitebox.json"):
+            shutil.copy2(SHIPPED / name / f, tmp_path / name / f)
+    monkeypatch.setenv("PPCORE_RUNS", str(tmp_path))
+    at = open_page("evaluate", query={"ckpts": "mnist-normal,sweep-mnist-proposed-lam0.1",
+                                      "suite": "whitebox", "limit": "0"})
+    assert not at.error
+    df = at.dataframe[0].value
+    assert df.loc["PGD-40 (accuracy %)", "mnist-normal · paper"] == pytest.approx(0.03)
+    assert df.loc["Clean (accuracy %)", "mnist-normal · paper"] == pytest.approx(99.27)
+    assert "sweep-mnist-proposed-lam0.1 · paper" not in df.columns
+    assert df.loc["PGD-100 (accuracy %)", "sweep-mnist-proposed-lam0.1"] > 10
+    assert "lam 0.1 (paper: 10)" in markdown(at)
 
 
 def test_evaluate_draws_the_sanity_curves_with_their_verdicts(tiny_runs, evaluated):  # noqa: F811

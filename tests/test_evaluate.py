@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from _fixtures_attacks import fashion_run, small_model  # noqa: F401
+from tests.probe_fixtures import CHECKPOINTS
 from ppcore.errors import PPCoreError
 from ppcore.evaluate import SUITES, evaluate, paper_settings, render_markdown
 
@@ -36,22 +37,22 @@ def test_paper_settings_per_data_set():
                            "sanity"}
 
 
-def test_whitebox_mirrors_table_1_with_the_papers_figures(whitebox, mnist_small_run):
+def test_whitebox_mirrors_table_1_without_the_papers_figures_for_a_short_run(
+        whitebox, mnist_small_run):
     res, _ = whitebox
     _json_clean(res)
     assert res["suite"] == "whitebox" and res["dataset"] == "mnist"
     assert res["checkpoint"] == str(mnist_small_run) and res["config"]["method"] == "normal"
-    assert res["paper_table"] == "table1_mnist_whitebox" and res["paper_row"] == "normal"
     assert res["n_images"] == 40
     keys = [r["key"] for r in res["rows"]]
     assert keys == ["clean", "fgsm", "ifgsm_40", "pgd_40", "pgd_100"]
-    paper = {r["key"]: r["paper"]["accuracy"] for r in res["rows"]}
-    assert paper == {"clean": 99.27, "fgsm": 13.84, "ifgsm_40": 0.39, "pgd_40": 0.03,
-                     "pgd_100": 0.0}
+    # one epoch of 2000 images is not the paper's normal model: none of its figures
+    assert res["paper_table"] == "table1_mnist_whitebox" and res["paper_row"] is None
+    assert res["paper_gap"] == "100 of the paper's ~40000 iterations"
+    assert all(r["paper"]["accuracy"] is None and r["diff"] == {} for r in res["rows"])
+    assert any("not trained as the paper's model" in n for n in res["notes"])
     acc = {r["key"]: r["metrics"]["accuracy"] for r in res["rows"]}
     for r in res["rows"]:
-        assert r["diff"]["accuracy"] == pytest.approx(r["metrics"]["accuracy"] - r["paper"]
-                                                      ["accuracy"], abs=1e-3)
         assert r["wall_s"] >= 0
     assert res["results"] == acc
     # an undefended model: the attacks take nearly everything away
@@ -70,20 +71,46 @@ def test_progress_is_reported_per_batch(whitebox):
     assert [e["stage"] for e in events] == ["clean", "fgsm", "ifgsm_40", "pgd_40", "pgd_100"]
 
 
-def test_markdown_shows_measured_beside_paper(whitebox):
+def test_markdown_says_why_a_short_run_has_no_paper_figures(whitebox):
     res, _ = whitebox
     md = render_markdown(res)
-    assert "| PGD-100 | accuracy (%) |" in md and "99.27" in md and "Table 1" in md
+    assert "| PGD-100 | accuracy (%) |" in md and "Table 1" in md and "99.27" not in md
+    assert "no figures for this model (100 of the paper's ~40000 iterations)" in md
     assert "Per-example worst case" in md
 
 
-def test_paper_figures_are_hidden_when_settings_differ(mnist_small_run):
-    res = evaluate(mnist_small_run, "whitebox", limit=10, eps=0.2, steps=[5], device="cpu")
+SHIPPED = CHECKPOINTS / "mnist-normal" / "model.pt"
+
+
+@pytest.mark.skipif(not SHIPPED.is_file(), reason="needs the shipped checkpoints")
+def test_a_full_length_model_gets_the_papers_figures_and_a_sweep_point_none():
+    """The paper's figure stands beside a model trained as the paper's row only: the shipped
+    normal model (34 epochs), not the λ = 0.1 sweep point, whose method row is λ = 10's."""
+    res = evaluate(CHECKPOINTS / "mnist-normal", "whitebox", limit=20, device="cpu")
+    assert res["paper_row"] == "normal" and res["paper_gap"] is None
     rows = {r["key"]: r for r in res["rows"]}
+    assert {k: r["paper"]["accuracy"] for k, r in rows.items()} == {
+        "clean": 99.27, "fgsm": 13.84, "ifgsm_40": 0.39, "pgd_40": 0.03, "pgd_100": 0.0}
+    for r in rows.values():
+        assert r["diff"]["accuracy"] == pytest.approx(r["metrics"]["accuracy"] - r["paper"]
+                                                      ["accuracy"], abs=1e-3)
+    assert rows["clean"]["metrics"]["accuracy"] >= 95 and rows["pgd_100"]["metrics"][
+        "accuracy"] <= 10
+    assert "99.27" in render_markdown(res) and "row `normal`" in render_markdown(res)
+    # attack settings other than the paper's hide the attacks' figures, not the clean one
+    other = evaluate(CHECKPOINTS / "mnist-normal", "whitebox", limit=10, eps=0.2, steps=[5],
+                     device="cpu")
+    rows = {r["key"]: r for r in other["rows"]}
     assert set(rows) == {"clean", "fgsm", "ifgsm_5", "pgd_5"}
     assert rows["clean"]["paper"]["accuracy"] == 99.27
     assert rows["fgsm"]["paper"]["accuracy"] is None and rows["fgsm"]["diff"] == {}
-    assert any("not the paper's" in n for n in res["notes"])
+    assert any("not the paper's" in n for n in other["notes"])
+
+    sweep = evaluate(CHECKPOINTS / "sweep-mnist-proposed-lam0.1", "whitebox", limit=10,
+                     steps=[5], device="cpu")
+    assert sweep["paper_row"] is None and sweep["paper_gap"] == "lam 0.1 (paper: 10)"
+    assert all(r["paper"]["accuracy"] is None for r in sweep["rows"])
+    assert "no figures for this model (lam 0.1 (paper: 10))" in render_markdown(sweep)
 
 
 def test_sanity_passes_on_an_honest_model(mnist_small_run):
@@ -138,7 +165,7 @@ def test_blackbox_spatial_unbounded_and_autoattack_suites(mnist_small_run):
     transfer, white = bb["rows"][1]["metrics"], bb["rows"][2]["metrics"]
     assert transfer["accuracy"] == white["accuracy"]      # the source is the target itself
 
-    sp = evaluate(mnist_small_run, "spatial", limit=10, steps=[5], device="cpu",
+    sp = evaluate(CHECKPOINTS / "mnist-normal", "spatial", limit=10, steps=[5], device="cpu",
                   attack_params={"spatial_grid": {"rotations": 5, "translations": 3},
                                  "spatial_random": {"k": 4}})
     rows = {r["key"]: r for r in sp["rows"]}
@@ -171,14 +198,21 @@ def test_blackbox_spatial_unbounded_and_autoattack_suites(mnist_small_run):
 
 
 def test_unbounded_defaults_are_table_7_and_cw_linf_runs_on_request():
+    from ppcore.config import make_config
     from ppcore.evaluate import Context, EvalSettings
 
+    cfg = make_config("mnist", method="pgd_at").to_dict()  # Madry et al.'s recipe: 84 epochs
+    full = {"config": cfg, "epochs_done": 84, "iterations": 100_800}
     s = EvalSettings("mnist", 0.3, 0.01, (40, 100))
-    stages = SUITES["unbounded"].build(Context(s, "pgd_at", None, None))
+    stages = SUITES["unbounded"].build(Context(s, "pgd_at", None, None, full))
     assert [st.key for st in stages] == ["clean", "deepfool", "cw_l2"]
     assert stages[1].paper == {"fooling_rate": 95.21, "mean_l2": 12.0685}
     assert stages[2].paper == {"fooling_rate": 100, "mean_l2": 3.7438}
     assert (stages[2].attack.steps, stages[2].attack.search_steps) == (1000, 4)
+    # the same recipe stopped at 30 of its 84 epochs is another model: no paper figures
+    cut = dict(full, epochs_done=30, iterations=36_000)
+    stages = SUITES["unbounded"].build(Context(s, "pgd_at", None, None, cut))
+    assert stages[1].paper == stages[2].paper == {"fooling_rate": None, "mean_l2": None}
     s = EvalSettings("mnist", 0.3, 0.01, (40, 100), attack_params={"cw_linf": {}})
     assert SUITES["unbounded"].build(Context(s, "pgd_at", None, None))[-1].key == "cw_linf"
 

@@ -52,7 +52,7 @@ def _copy_run(root: Path, src: str, dst: str, *, method: str, seed: int = 0,
         d["method"], d["paper_row"] = method, paper_row
         for key, acc in (accs or {}).items():
             _set_acc(d, key, acc)
-        if paper_row:  # evaluate() fills in the paper's row by method alone, whatever λ is
+        if paper_row:  # as older evaluations did: by method alone, whatever λ was
             from ppcore.paper import paper_value
             for r in d["rows"]:
                 r["paper"] = {"accuracy": paper_value("table1_mnist_whitebox", paper_row,
