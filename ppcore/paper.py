@@ -173,7 +173,9 @@ def training_gap(config: dict, epochs_done=None, iterations=None,
         if k == "lam" and v is not None:
             v *= lam_scale
         if k in METHOD_PARAMS and v is not None and not same_number(config.get(k), v):
-            gaps.append(f"{k} {str(config.get(k))[:20]} (paper: {v:g})")
+            got = config.get(k)
+            got = f"{got:g}" if same_number(got, got) else str(got)[:20]
+            gaps.append(f"{k} {got} (paper: {v:g})")
     if gap := recipe_gap(config, epochs_done, iterations):
         gaps.append(gap)
     return "; ".join(gaps) or None
