@@ -159,9 +159,25 @@ class Context:
         """The paper's row of ``table`` for the model under test, only where it was trained as
         the paper's model of its method (``paper.trained_row``): a λ-sweep point, a shortened
         recipe or a demo run gets no paper figure."""
+        return _paper.trained_row(table, *self._training())
+
+    def gap(self, table_key: str | None) -> str | None:
+        """Why the model under test is not the paper's model of its method, where the paper
+        has a row for that method in ``table_key`` (or, black-box, as a target in the data
+        set's white-box table); None where it is, or where there is no figure to withhold."""
+        config, epochs_done, iterations = self._training()
+        if not isinstance(config, dict) or not self.method or not table_key:
+            return None  # e.g. AutoAttack: the paper has no figure to withhold
+        table = _paper.WHITEBOX_TABLE.get(self.settings.dataset) \
+            if table_key in _paper.BLACKBOX_TABLE.values() else table_key
+        if not table or _paper.row_key(table, self.method) is None:
+            return None
+        return _paper.training_gap(config, epochs_done, iterations)
+
+    def _training(self) -> tuple:
+        """The record's ``(config, epochs_done, iterations)``, the facts the paper rule reads."""
         rec = self.record or {}
-        return _paper.trained_row(table, rec.get("config"), rec.get("epochs_done"),
-                                  rec.get("iterations"))
+        return rec.get("config"), rec.get("epochs_done"), rec.get("iterations")
 
 
 @dataclass(frozen=True)
@@ -645,7 +661,7 @@ def evaluate(model_or_checkpoint, suite: str, *, limit: int | None = None,
                      if src_config else None)
     else:
         paper_row = ctx.row(table_key)
-    gap = _training_gap(ctx, table_key)
+    gap = ctx.gap(table_key)
     result = {
         "format": FORMAT, "format_version": FORMAT_VERSION,
         "suite": suite, "suite_title": spec.title, "suite_description": spec.description,
@@ -693,20 +709,6 @@ def _flat_results(rows: list[dict]) -> dict[str, float | None]:
         else:
             out[col] = r["metrics"]["accuracy"]
     return out
-
-
-def _training_gap(ctx: Context, table_key: str | None) -> str | None:
-    """Why the model under test is not the paper's model of its method, where the paper has a
-    row for that method in the suite's table (or, black-box, as a target in Table 1's)."""
-    config = (ctx.record or {}).get("config")
-    if not isinstance(config, dict) or not ctx.method or not table_key:
-        return None  # e.g. AutoAttack: the paper has no figure to withhold
-    table = _paper.WHITEBOX_TABLE.get(ctx.settings.dataset) \
-        if table_key in _paper.BLACKBOX_TABLE.values() else table_key
-    if not table or _paper.row_key(table, ctx.method) is None:
-        return None
-    rec = ctx.record or {}
-    return _paper.training_gap(config, rec.get("epochs_done"), rec.get("iterations"))
 
 
 def _notes(s: EvalSettings, stages: list[Stage], n: int, gap: str | None = None) -> list[str]:
