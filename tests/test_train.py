@@ -140,6 +140,32 @@ def test_resume_refuses_a_run_made_with_other_settings(tmp_path):
         Trainer(other, tmp_path, CPU, progress=False).fit(resume=True)
 
 
+def test_a_run_saved_before_a_setting_existed_resumes_with_its_default(tmp_path, caplog):
+    """mnist-pgd_at's resume state predates grad_clip and lam_warmup_iters: it ran with their
+    defaults (off), so it resumes; a resume that asks for a non-default value is refused."""
+    cfg = make_config("mnist", method="normal", epochs=2, batch_size=20, limit_train=100,
+                      limit_test=50)
+    trainer = Trainer(cfg, tmp_path, CPU, progress=False)
+    trainer._train_epoch = _stop_after(trainer, trainer._train_epoch, epochs=1)
+    assert trainer.fit()["status"] == "interrupted"
+    state = torch.load(tmp_path / RESUME_FILE, weights_only=True)
+    old = json.loads(state["config"])
+    del old["grad_clip"], old["lam_warmup_iters"]
+    state["config"] = json.dumps(old)
+    torch.save(state, tmp_path / RESUME_FILE)
+
+    clipped = make_config("mnist", method="normal", epochs=2, batch_size=20, limit_train=100,
+                          limit_test=50, grad_clip=1.0)
+    with pytest.raises(ppcore.PPCoreError, match="other settings \\(grad_clip\\)"):
+        Trainer(clipped, tmp_path, CPU, progress=False).fit(resume=True)
+    with caplog.at_level("INFO", logger="ppcore.train"):
+        record = Trainer(cfg, tmp_path, CPU, progress=False).fit(resume=True)
+    assert record["status"] == "complete" and record["epochs_done"] == 2
+    assert "before grad_clip, lam_warmup_iters existed" in caplog.text
+    epochs = [r["epoch"] for r in _rows(tmp_path) if r["type"] == "epoch"]
+    assert epochs == [1, 2]
+
+
 def test_a_constant_rate_run_cut_short_is_closed_at_its_epochs_under_a_new_name(tmp_path):
     """What scripts/gpu_lease.sh does with a PGD-AT run its lease stopped: resuming with fewer
     epochs and a name that says the length closes it, complete, with the last epoch's
