@@ -141,7 +141,7 @@ def test_proposed_loss_equals_a_hand_computation(batch):
     reg = sum(((fc[i] - fn[i]) ** 2).sum().item() for i in range(8)) / 8
     assert float(out.terms["ce"]) == pytest.approx(ce, rel=1e-5)
     assert float(out.terms["reg"]) == pytest.approx(reg, rel=1e-4)
-    assert float(out.loss) == pytest.approx(ce + 10.0 * reg, rel=1e-4)
+    assert out.loss.item() == pytest.approx(ce + 10.0 * reg, rel=1e-4)
 
 
 def test_table5_readings_of_both_pairs_by_hand(batch):
@@ -171,7 +171,7 @@ def test_table5_readings_of_both_pairs_by_hand(batch):
     reg = sq(fc, fn) + sq(fc, fs)
     assert float(out.terms["ce"]) == pytest.approx(ce, rel=1e-5)
     assert float(out.terms["reg"]) == pytest.approx(reg, rel=1e-4)
-    assert float(out.loss) == pytest.approx(ce + 10.0 * reg, rel=1e-4)
+    assert out.loss.item() == pytest.approx(ce + 10.0 * reg, rel=1e-4)
 
     gen = torch.Generator().manual_seed(5)
     mixed = torch.cat([linf_sign_noise(x[:4], 0.3, gen), random_spatial(x[4:], 30.0, 3.0, gen)[0]])
