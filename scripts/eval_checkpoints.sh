@@ -55,9 +55,11 @@ cuts() { local d=$1; shift; (cd "$OUT" 2>/dev/null && for m in "$@"; do
 PGD_CUTS=$(cuts mnist pgd_at)
 SPATIAL_CUTS=$(cuts mnist proposed_spatial proposed_noise_spatial proposed_noise_and_spatial)
 M_TABLE="normal proposed fgsm_at pgd_at $PGD_CUTS$(cuts mnist alp trades fgsm_rs)alp ablation1 ablation2 ablation3 trades fgsm_rs proposed_spatial proposed_noise_spatial proposed_noise_and_spatial $SPATIAL_CUTS"
-# Table 1's other seeds of the proposed method: λ = 10, and λ = 5 (Eq. (1)'s 1/(2m) read over
-# both terms; its seed 0 is the sweep point sweep-mnist-proposed-lam5)
-SEEDS="proposed-seed1 proposed-seed2 proposed-lam5-seed1 proposed-lam5-seed2"
+# Table 1's other seeds of the proposed method, whichever scripts/train_checkpoints.sh trained:
+# λ = 10, and λ = 5 (Eq. (1)'s 1/(2m) read over both terms; its seed 0 is the sweep point
+# sweep-mnist-proposed-lam5)
+SEEDS=$(cd "$OUT" 2>/dev/null && for r in mnist-proposed-seed[0-9]* mnist-proposed-lam*-seed[0-9]*; do
+  [[ -d $r ]] && echo -n "${r#mnist-} "; done; true)
 F_TABLE="normal proposed fgsm_at pgd_at alp ablation1 ablation2 ablation3 trades fgsm_rs $(cuts fashion-mnist fgsm_rs)"
 
 # src DATASET: "--source" and the data set's Net-A, where it is trained (else nothing)
