@@ -105,13 +105,6 @@ class TrainConfig:
         return d
 
     @classmethod
-    def defaults(cls) -> dict:
-        """The default of every setting that has one, as ``to_dict`` writes it: what a record
-        saved before a setting existed ran with (a new setting defaults to the old behaviour)."""
-        return {f.name: list(f.default) if isinstance(f.default, tuple) else f.default
-                for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
-
-    @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
         if not isinstance(d, dict):
             raise PPCoreError(f"training settings must be a JSON object, got {type(d).__name__}")

@@ -275,12 +275,12 @@ class Trainer:
         if state is None:
             return False
         saved = json.loads(state["config"])
-        added = sorted(set(TrainConfig.defaults()) - set(saved))
+        mine = self.cfg.to_dict()
+        added = sorted(set(mine) - set(saved))
         if added:  # saved before these settings existed: it ran with their defaults
             log.info("resuming a run saved before %s existed: read at their defaults",
                      ", ".join(added))
-            saved = {**TrainConfig.defaults(), **saved}
-        mine = self.cfg.to_dict()
+            saved = TrainConfig.from_dict(saved).to_dict()
         # the length, the name and the note may change: a run closed early, or continued on
         # another machine, is the same run under a new label
         diff = sorted(k for k in mine if k not in ("epochs", "name", "note")
