@@ -132,30 +132,24 @@ if [[ ${BENCH:-0} == 1 ]]; then  # the speed figures, alone on the GPU (docs/per
 fi
 
 # -- training, the runs side by side, and the CUDA tests beside them -----------------------
-trainer() {  # trainer LOG ARGS...: becomes the trainer (so that a signal to it reaches the trainer)
-  exec $PY -m ppcore train --device "$DEVICE" --metrics-every 50 --no-progress --resume \
-    --note "$NOTE" ${LIMIT_TRAIN:+--limit-train "$LIMIT_TRAIN"} "${@:2}" \
-    >> "/tmp/lease-logs/$1.log" 2>&1
-}
-lane() {  # lane RUN: train CK/RUN (dataset and method from its name, the rest from the
-  # method's preset, as scripts/train_checkpoints.sh does) until TRAIN_UNTIL, then SIGTERM: it
-  # saves and stops; a run that fails with CUDA graphs goes on without them
-  local run=$1 dir=$CK/$1 dataset method extra=()
-  dataset=$(sed -E 's/^(mnist|fashion-mnist|cifar10)-.*/\1/' <<< "$run")
-  method=${run#"$dataset"-}
+lane() {  # lane RUN: train CK/RUN with scripts/train_checkpoints.sh's own command for it (RUN
+  # must be a run of its "adversarial" group) until TRAIN_UNTIL, then SIGTERM: the script
+  # passes it on, the trainer saves, the script returns; a run that fails with CUDA graphs
+  # goes on without them
+  local run=$1 dir=$CK/$1 flags=${LIMIT_TRAIN:+--limit-train $LIMIT_TRAIN}
   if grep -qs '"status": "complete"' "$dir/model.json"; then say "$run is complete"; return 0; fi
   for attempt in 1 2; do
     (( TRAIN_UNTIL - $(el) > 20 )) || return 0
-    say "train $run ($dataset, $method${extra[*]:+, ${extra[*]}})"
-    timeout -s TERM $(( TRAIN_UNTIL - $(el) )) bash -c 'trainer "$@"' _ "train-$run" \
-      --dataset "$dataset" --method "$method" --out "$dir" "${extra[@]}"
+    say "train $run${flags:+ ($flags)}"
+    ONLY=$run OUT=$CK TRAIN_FLAGS=$flags timeout -s TERM $(( TRAIN_UNTIL - $(el) )) \
+      bash scripts/train_checkpoints.sh adversarial >> "/tmp/lease-logs/train-$run.log" 2>&1
     grep -qs '"status": "failed"' "$dir/status.json" || break
     say "$run failed: $(grep -o '"error": "[^"]*"' "$dir/status.json"); on without CUDA graphs"
-    extra=(--no-cuda-graphs)
+    flags+=" --no-cuda-graphs"
   done
   say "$run: $(grep -o '"status": "[a-z]*"\|"epoch": [0-9]*' "$dir/status.json" | tr '\n' ' ')"
 }
-export -f trainer; export PY DEVICE NOTE LIMIT_TRAIN=${LIMIT_TRAIN:-}
+export PYTHON=$PY DEVICE NOTE
 say "training until ${TRAIN_UNTIL}s: $RUNS"
 pids=()
 for r in $RUNS; do lane "$r" & pids+=($!); done

@@ -9,6 +9,8 @@
 #
 # usage:
 #   scripts/train_checkpoints.sh [GROUP ...]        (default: paper)
+# Stopping it (Ctrl-C, kill, timeout) stops the run in training, which saves its resume state;
+# the same command continues it.
 # groups, in the order a CPU should run them:
 #   core          MNIST normal, proposed (seed 0), FGSM-AT; Fashion-MNIST normal, proposed
 #   seeds         MNIST proposed with seeds 1 and 2 (Table 1's mean +- std over 3 seeds)
@@ -40,6 +42,8 @@
 #   NOTE         text added to every record's note (e.g. the machine)
 #   OUT          checkpoint root (default checkpoints)
 #   ONLY         space-separated folder names: train only these (e.g. ONLY="mnist-proposed")
+#   TRAIN_FLAGS  extra `ppcore train` flags for every run (e.g. "--no-cuda-graphs"; a dry run's
+#                "--limit-train 500 --limit-test 200" in a scratch OUT: resume refuses them)
 #   PYTHON       interpreter (default .venv/bin/python if present, else python)
 #
 # A GPU user reproduces everything with:
@@ -72,9 +76,27 @@ train() {
     rm -rf "$dir"
   fi
   echo "== $(date -u +%H:%M:%S) train $dir"
-  local note="${NOTE:+$NOTE; }scripts/train_checkpoints.sh"
+  local note="${NOTE:+$NOTE; }scripts/train_checkpoints.sh" rc=0 extra=()
+  read -ra extra <<< "${TRAIN_FLAGS:-}"
+  # the trainer runs as a child this script waits for: a TERM or INT to the script (kill,
+  # timeout, a lease's deadline, Ctrl-C) is passed on to it, it saves its resume state, and the
+  # script stops only then, so whoever stopped it never finds a run folder still being written
   "$PYTHON" -m ppcore train --dataset "$dataset" --method "$method" --out "$dir" \
-    --device "$DEVICE" --metrics-every 50 --no-progress --resume --note "$note" "$@"
+    --device "$DEVICE" --metrics-every 50 --no-progress --resume --note "$note" "$@" \
+    ${extra[@]+"${extra[@]}"} &
+  TRAINER=$!
+  trap 'STOPPED=1; kill -TERM "$TRAINER" 2>/dev/null' TERM INT
+  while :; do  # a signal ends `wait` early; wait again until the trainer has exited
+    wait "$TRAINER" && rc=0 || rc=$?
+    kill -0 "$TRAINER" 2>/dev/null || break
+  done
+  trap - TERM INT
+  if [[ -n ${STOPPED:-} ]]; then
+    echo "== $(date -u +%H:%M:%S) stopped $dir (its resume state is saved: run the same" \
+      "command again to continue)"
+    exit 143
+  fi
+  (( rc == 0 )) || { echo "!! $dir: the trainer exited with status $rc" >&2; return "$rc"; }
   echo "== $(date -u +%H:%M:%S) done $dir"
 }
 

@@ -130,6 +130,49 @@ def test_killed_run_resumes_from_its_checkpoint(tmp_path):
     assert epochs == list(range(1, 4)), "each epoch trained exactly once across the two runs"
 
 
+def test_stopping_the_checkpoint_script_stops_its_run_saved_and_the_same_command_goes_on(
+        tmp_path):
+    """scripts/train_checkpoints.sh under kill or timeout (a GPU lease's deadline): the script
+    returns only once its trainer has saved, so nothing still writes the run folder, and
+    running the same command again continues the run where it stopped."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHON": sys.executable, "DEVICE": "cpu",
+           "OUT": str(tmp_path), "ONLY": "mnist-normal", "EPOCHS": "3",
+           "TRAIN_FLAGS": "--limit-train 600 --limit-test 100 --batch-size 20"}
+    cmd = ["bash", str(REPO / "scripts" / "train_checkpoints.sh"), "core"]
+    run = tmp_path / "mnist-normal"
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not (run / RESUME_FILE).exists():
+            time.sleep(0.1)
+        assert (run / RESUME_FILE).exists(), "no epoch finished in time"
+        proc.send_signal(signal.SIGTERM)  # to the script, not to its trainer
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 143, out
+    assert "stopped " in out and "Traceback" not in out
+    status = json.loads((run / "status.json").read_text())
+    assert status["status"] == "interrupted"
+    with pytest.raises(ProcessLookupError):  # the trainer is gone, not orphaned
+        os.kill(status["pid"], 0)
+    done_before = load_record(run)["epochs_done"]
+    assert 1 <= done_before < 3
+
+    res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    record = load_record(run)
+    assert record["status"] == "complete" and record["epochs_done"] == 3
+    assert record["config"]["limit_train"] == 600  # TRAIN_FLAGS reached the trainer
+    starts = [r for r in _rows(run) if r["type"] == "start"]
+    assert starts[-1]["resumed_at_epoch"] == done_before
+    res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and "skip" in res.stdout  # a complete run is not retrained
+
+
 def test_resume_refuses_a_run_made_with_other_settings(tmp_path):
     cfg = make_config("mnist", method="normal", epochs=1, batch_size=20, limit_train=100,
                       limit_test=50)
