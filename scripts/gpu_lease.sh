@@ -2,10 +2,9 @@
 # What one short GPU lease does for the checkpoints that are still training, in one time-boxed
 # call, and the two steps around it on this machine.
 #
-# State (2026-12-04): MNIST PGD-AT and ALP are complete (on CPUs); MNIST TRADES' full recipe
-# (100 epochs) trains on the CPU from its committed resume.pt (checkpoints/mnist-trades);
-# Fashion-MNIST PGD-AT (Madry et al.'s recipe, 84 epochs) is not started. A lease trains both
-# side by side with the CUDA tests until TRAIN_UNTIL, then SIGTERM: each saves its resume.pt at
+# State (2026-12-04 22:00): MNIST PGD-AT, ALP and TRADES (100 epochs) are complete (on CPUs),
+# so the lease skips mnist-trades; Fashion-MNIST PGD-AT (Madry et al.'s recipe, 84 epochs) is
+# not started. A lease trains the RUNS not yet complete side by side with the CUDA tests until TRAIN_UNTIL, then SIGTERM: each saves its resume.pt at
 # the last finished epoch and the run folders come back. The CPU or the next lease goes on with
 # --resume (scripts/train_checkpoints.sh adversarial). On an H200 TRADES took about 9.4 s an
 # epoch alone and 18.5 s beside two other runs (mnist-trades-30ep's record); PGD-AT about 25 s
