@@ -14,6 +14,7 @@
 #                "cw_l2.steps=100 cw_linf.steps=100"
 #   DEVICE       auto, cpu or cuda (default auto)
 #   OUT          checkpoint root (default checkpoints)
+#   ONLY         space-separated folder names: evaluate only these (e.g. ONLY="mnist-trades")
 #
 # The CPU run that made the committed eval JSONs:
 #   LIMIT_WB=1000 LIMIT_AA=200 LIMIT_SAN=300 LIMIT_BB=1000 LIMIT_SP=500 LIMIT_UB=100 \
@@ -35,6 +36,7 @@ ev() {
   local run="$OUT/$1" suite=$2 limit=$3 name=${4:-$2}
   shift 3; [[ $# -gt 0 ]] && shift
   local json="$run/eval/$name.json"
+  if [[ -n "${ONLY:-}" && " $ONLY " != *" ${run##*/} "* ]]; then return 0; fi
   if ! { [[ -f "$run/model.json" ]] && grep -q '"status": "complete"' "$run/model.json"; }; then
     echo "== not trained: $run"; return 0
   fi

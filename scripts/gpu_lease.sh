@@ -165,13 +165,12 @@ dirs=(); for r in $RUNS; do [[ -d $CK/$r ]] && dirs+=("$CK/$r"); done
 (( ${#dirs[@]} )) && tar czf "$RESULTS/lease-train.tar.gz" "${dirs[@]}"
 [[ -n $PT ]] && { wait "$PT"; say "CUDA tests: $(tail -n 1 /tmp/lease-logs/tests-cuda.log)"; }
 
-# -- a run that completed: its white-box suite, while time is left ---------------------------
+# -- a run that completed: its white-box suite, while time is left (eval_checkpoints.sh's own
+# command for it; it skips a run that is not complete) ------------------------------------------
 for r in $RUNS; do
-  grep -qs '"status": "complete"' "$CK/$r/model.json" || continue
   (( $(left) > 30 )) || break
-  mkdir -p "$CK/$r/eval"; say "eval $r whitebox"
-  timeout $(( $(left) - 15 )) $PY -m ppcore eval --checkpoint "$CK/$r" --suite whitebox \
-    --device "$DEVICE" --no-progress --json "$CK/$r/eval/whitebox.json" \
+  say "eval $r whitebox (where it is complete)"
+  ONLY=$r OUT=$CK timeout $(( $(left) - 15 )) bash scripts/eval_checkpoints.sh whitebox \
     > "/tmp/lease-logs/eval-$r-whitebox.log" 2>&1 || say "!! $r whitebox did not finish"
 done
 say "evaluations over"

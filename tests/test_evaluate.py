@@ -294,3 +294,30 @@ def test_cli_missing_checkpoint_is_one_line(tmp_path, capsys):
     code = main(["eval", "--checkpoint", str(tmp_path / "none"), "--suite", "whitebox"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith("error: no checkpoint")
+
+
+def test_eval_script_evaluates_only_the_runs_named_and_keeps_what_exists(mnist_small_run,
+                                                                         tmp_path):
+    """scripts/eval_checkpoints.sh with ONLY= (what a GPU lease runs for the run it trained):
+    the named run gets its suite's JSON, the other trained run is left alone, and a second call
+    keeps the JSON that exists."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    for name in ("mnist-normal", "mnist-proposed"):
+        shutil.copytree(mnist_small_run, tmp_path / name)
+    env = {**os.environ, "PYTHONPATH": str(repo), "PYTHON": sys.executable, "DEVICE": "cpu",
+           "OUT": str(tmp_path), "ONLY": "mnist-normal", "LIMIT_WB": "8"}
+    cmd = ["bash", str(repo / "scripts" / "eval_checkpoints.sh"), "whitebox"]
+    res = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0 and "failed" not in res.stdout, res.stdout + res.stderr
+    made = tmp_path / "mnist-normal" / "eval" / "whitebox.json"
+    rows = {r["key"]: r for r in json.loads(made.read_text())["rows"]}
+    assert rows["clean"]["images"] == 8 and "pgd_100" in rows
+    assert not (tmp_path / "mnist-proposed" / "eval").exists()
+    res = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and f"skip {made}" in res.stdout, res.stdout + res.stderr
