@@ -76,7 +76,7 @@ phase() {
       for m in $M_TABLE $SEEDS; do ev "mnist-$m" autoattack "${LIMIT_AA:-}"; done
       for m in $F_TABLE; do ev "fashion-mnist-$m" autoattack "${LIMIT_AA:-}"; done ;;
     sanity)  # with the data set's Net-A as the black-box source of its transfer check
-      for m in normal proposed $PGD_CUTS pgd_at fgsm_at; do
+      for m in normal proposed $PGD_CUTS pgd_at fgsm_at alp trades; do
         ev "mnist-$m" sanity "${LIMIT_SAN:-}" sanity $(src mnist); done
       for m in normal proposed pgd_at fgsm_at; do
         ev "fashion-mnist-$m" sanity "${LIMIT_SAN:-}" sanity $(src fashion-mnist); done ;;
@@ -90,7 +90,7 @@ phase() {
         done
       done ;;
     spatial)
-      for m in normal fgsm_at pgd_at $PGD_CUTS alp proposed proposed_spatial proposed_noise_spatial \
+      for m in normal fgsm_at pgd_at $PGD_CUTS alp trades proposed proposed_spatial proposed_noise_spatial \
                proposed_noise_and_spatial $SPATIAL_CUTS; do
         ev "mnist-$m" spatial "${LIMIT_SP:-}"; done ;;
     unbounded)

@@ -453,7 +453,7 @@ def test_the_independent_check_runs_torchattacks_and_the_report_shows_its_verdic
     data = json.loads(out.read_text())
     assert data["attack"]["library"] == "torchattacks" and data["attack"]["steps"] == 40
     by = {m["folder"]: m for m in data["models"]}
-    assert "no checkpoint" in by["mnist-trades-30ep"]["missing"]
+    assert "no checkpoint" in by["mnist-trades"]["missing"]
     assert "mnist-pgd_at" not in by and by["mnist-pgd_at-2ep"]["stands_for"] == "mnist-pgd_at"
     cut = by["mnist-pgd_at-2ep"]
     assert cut["verdicts"] == [{"check": "PGD-40 >= 88 %",
@@ -475,7 +475,7 @@ def test_the_independent_check_runs_torchattacks_and_the_report_shows_its_verdic
     row = _row(section, "| `mnist-normal` |")
     assert f"{100.0 * res['pgd40_correct'] / N:.2f} [" in row
     assert ("pass" if res["pgd40"] <= 5.0 else "**FAIL**") in row
-    assert "not checked: no checkpoint" in _row(section, "| `mnist-trades-30ep` |")
+    assert "not checked: no checkpoint" in _row(section, "| `mnist-trades` |")
     assert "**FAIL**" in _row(section, "| `mnist-pgd_at-2ep` (for `mnist-pgd_at`) |")
     missing = write_report(root, tmp_path / "r2.md", None, pilots=None,
                            independent=tmp_path / "none.json").read_text()
