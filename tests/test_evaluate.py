@@ -5,6 +5,11 @@ Markdown output, and the command line's one-line errors for bad input."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,6 +19,8 @@ from _fixtures_attacks import fashion_run, small_model  # noqa: F401
 from tests.probe_fixtures import CHECKPOINTS
 from ppcore.errors import PPCoreError
 from ppcore.evaluate import SUITES, evaluate, paper_settings, render_markdown
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _json_clean(result: dict) -> dict:
@@ -301,23 +308,16 @@ def test_eval_script_evaluates_only_the_runs_named_and_keeps_what_exists(mnist_s
     """scripts/eval_checkpoints.sh with ONLY= (what a GPU lease runs for the run it trained):
     the named run gets its suite's JSON, the other trained run is left alone, and a second call
     keeps the JSON that exists."""
-    import os
-    import shutil
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    repo = Path(__file__).resolve().parents[1]
     for name in ("mnist-normal", "mnist-proposed"):
         shutil.copytree(mnist_small_run, tmp_path / name)
-    env = {**os.environ, "PYTHONPATH": str(repo), "PYTHON": sys.executable, "DEVICE": "cpu",
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHON": sys.executable, "DEVICE": "cpu",
            "OUT": str(tmp_path), "ONLY": "mnist-normal", "LIMIT_WB": "8"}
-    cmd = ["bash", str(repo / "scripts" / "eval_checkpoints.sh"), "whitebox"]
-    res = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+    cmd = ["bash", str(REPO / "scripts" / "eval_checkpoints.sh"), "whitebox"]
+    res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0 and "failed" not in res.stdout, res.stdout + res.stderr
     made = tmp_path / "mnist-normal" / "eval" / "whitebox.json"
     rows = {r["key"]: r for r in json.loads(made.read_text())["rows"]}
     assert rows["clean"]["images"] == 8 and "pgd_100" in rows
     assert not (tmp_path / "mnist-proposed" / "eval").exists()
-    res = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=60)
+    res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
     assert res.returncode == 0 and f"skip {made}" in res.stdout, res.stdout + res.stderr
