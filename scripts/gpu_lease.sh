@@ -2,7 +2,7 @@
 # What one short GPU lease does for the checkpoints that are still training, in one time-boxed
 # call, and the two steps around it on this machine.
 #
-# State (2026-12-05 00:35): MNIST PGD-AT, ALP and TRADES (100 epochs) are complete (on CPUs),
+# State (2026-12-05 03:35): MNIST PGD-AT, ALP and TRADES (100 epochs) are complete (on CPUs),
 # so the lease skips mnist-trades; Fashion-MNIST PGD-AT (Madry et al.'s recipe, 84 epochs) is
 # training on the CPU (about 220 s an epoch on the Intel Xeon with AMX; its resume.pt is
 # committed, docs/results_notes.md's status table says at which epoch). A lease trains the RUNS
