@@ -2,16 +2,17 @@
 # What one short GPU lease does for the checkpoints that are still training, in one time-boxed
 # call, and the two steps around it on this machine.
 #
-# State (2026-12-05 03:35): MNIST PGD-AT, ALP and TRADES (100 epochs) are complete (on CPUs), so
-# the lease skips mnist-trades; Fashion-MNIST PGD-AT (Madry et al.'s recipe, 84 epochs) is
-# training on the CPU (about 220 s an epoch on the Intel Xeon with AMX; its resume.pt is
-# committed, docs/results_notes.md's status table says at which epoch). A lease trains the RUNS
-# not yet complete side by side with the CUDA tests until TRAIN_UNTIL, then SIGTERM: each saves
-# its resume.pt at the last finished epoch and the run folders come back. The CPU or the next
-# lease goes on with --resume (scripts/train_checkpoints.sh adversarial). On an H200 TRADES took
-# about 9.4 s an epoch alone and 18.5 s beside two other runs (mnist-trades-30ep's record);
-# PGD-AT about 25 s alone (docs/performance.md), so a 15-minute lease finishes neither but moves
-# both by hours.
+# State (2026-12-05 06:23): every run this lease was written for is complete, on CPUs: MNIST
+# PGD-AT, ALP and TRADES (100 epochs), and Fashion-MNIST PGD-AT (Madry et al.'s recipe, 84
+# epochs, about 215 s an epoch on the Intel Xeon with AMX). With the default RUNS a lease
+# therefore trains nothing and goes on to the CUDA tests (and BENCH=1's speed figures); name a
+# new run in RUNS to train it. A lease trains the RUNS not yet complete side by side with the
+# CUDA tests until TRAIN_UNTIL, then SIGTERM: each saves its resume.pt at the last finished
+# epoch and the run folders come back. The CPU or the next lease goes on with --resume
+# (scripts/train_checkpoints.sh adversarial). On an H200 TRADES took about 9.4 s an epoch alone
+# and 18.5 s beside two other runs (mnist-trades-30ep's record); PGD-AT about 25 s alone
+# (docs/performance.md), so a 15-minute lease finishes no full-length run of these but moves
+# one by hours.
 # The lease of 2026-11-26 ran this script's first version (git show 791871a:scripts/gpu_lease.sh).
 #
 #   bash scripts/gpu_lease.sh prep      # here: the data's .gz into .data/, other weights out
