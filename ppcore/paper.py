@@ -111,6 +111,14 @@ def paper_value(table_key: str | None, row: str | None, column: str) -> float | 
     return float(v) if v is not None else None
 
 
+def time_ratio(table_key: str | None, row: str | None) -> float | None:
+    """The paper's training time per epoch at ``row`` of ``table_key`` as a multiple of normal
+    training's in the same table (one TITAN X), or None where the paper gives no such time."""
+    t = paper_value(table_key, row, "time_per_epoch_s")
+    base = paper_value(table_key, "normal", "time_per_epoch_s")
+    return t / base if t and base else None
+
+
 #: the training settings a method's own recipe fixes, where its preset names them (PGD-AT, ALP
 #: and TRADES); the paper gives none of them for its own method and the other baselines
 RECIPE_KEYS = ("optimizer", "lr", "batch_size", "epochs")

@@ -679,13 +679,12 @@ class Report:
         table = P.WHITEBOX_TABLE["mnist"]
         base = self.run("mnist-normal")
         base_t = base.epoch_time if base else None
-        p_base = P.paper_value(table, "normal", "time_per_epoch_s")
         rows, missing = [], []
         for label, plain in CLAIM_ROWS:
             run, folder = self.claim_run(plain)
             prow = P.row_key(table, plain.split("-", 1)[1])
             p_t = P.paper_value(table, prow, "time_per_epoch_s")
-            p_ratio = _fmt(p_t / p_base, 1) if p_t and p_base else "–"
+            p_ratio = _fmt(P.time_ratio(table, prow), 1)
             if run is None:
                 missing.append(f"`{folder}`")
                 rows.append([label, f"missing — {train_command(folder)}"]

@@ -494,6 +494,30 @@ def test_table5_rows_for_both_readings_and_none_for_other_tables():
     assert row_key("table1_mnist_whitebox", "proposed_noise_and_spatial") is None
 
 
+def test_the_papers_time_ratios_come_from_each_data_sets_own_table():
+    """The training-time benchmark's "paper" column divides by normal training's time in the
+    table of the data set it times: on Fashion-MNIST PGD-AT costs the paper 230 / 13 normal
+    epochs (Table 9), not MNIST's 212 / 6 (Table 1)."""
+    import importlib.util
+
+    from ppcore.paper import WHITEBOX_TABLE, time_ratio
+
+    assert time_ratio(WHITEBOX_TABLE["mnist"], "pgd_at") == pytest.approx(212 / 6)
+    assert time_ratio(WHITEBOX_TABLE["fashion-mnist"], "pgd_at") == pytest.approx(230 / 13)
+    assert time_ratio(WHITEBOX_TABLE["fashion-mnist"], "alp") is None  # no ALP row in Table 9
+    assert time_ratio(None, "pgd_at") is None
+    path = Path(__file__).resolve().parents[1] / "bench" / "bench_train.py"
+    spec = importlib.util.spec_from_file_location("bench_train", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    fashion = bench.paper_ratios("fashion-mnist")
+    assert fashion["pgd_at"] == pytest.approx(230 / 13)
+    assert fashion["proposed"] == pytest.approx(19 / 13)
+    assert "alp" not in fashion and "trades" not in fashion
+    assert bench.paper_ratios("mnist")["alp"] == pytest.approx(290 / 6)
+    assert bench.paper_ratios("no-such-data-set") == {}
+
+
 def test_lambda_5_seeds_get_their_own_row_beside_the_papers_lambda_10(ckpt_root, tmp_path):
     """Eq. (1)'s 1/(2m) read over both terms makes Table 1's λ = 10 ppcore's λ = 5: its three
     seeds get a mean ± std row compared with the paper's proposed row; a λ = 5 run with a
